@@ -83,9 +83,7 @@ class StreamingResampler:
         """Forget all buffered input and start a new stream."""
         self._finished = False
         if not self.passthrough:
-            self._stream = soxr.ResampleStream(
-                self.orig_sr, self.target_sr, 1, dtype="float32", quality=QUALITY
-            )
+            self._stream = soxr.ResampleStream(self.orig_sr, self.target_sr, 1, dtype="float32", quality=QUALITY)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed one block, shape (N,) at `orig_sr`; return the float32 output ready so far, shape (M,)."""

@@ -220,7 +220,8 @@ def file_source(
 
     The file is checked when this is called (missing, empty, not audio, no frames -> AudioFileError),
     then decoded block by block while iterating, so long files are never loaded whole. The chunks equal
-    those of ``array_source(*read_audio(path, sample_rate=None))``. Other arguments as `array_source`.
+    those of ``array_source(x, sample_rate=sr)`` with ``x, sr = read_audio(path, sample_rate=None)``.
+    Other arguments as `array_source`.
     """
     info = audio_info(path)
     n = chunk_samples(sample_rate, chunk_ms)

@@ -18,11 +18,11 @@ from streamer.models.layers import StreamingTransformer, TransformerState
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    input_dim: int = 192
-    dim: int = 192
+    input_dim: int = 160
+    dim: int = 160
     num_heads: int = 4
-    num_layers: int = 4
-    context_frames: int = 100
+    num_layers: int = 3
+    context_frames: int = 64
     conv_kernel: int = 5
     num_units: int = 100
     upsample: int = 2

@@ -30,10 +30,10 @@ class EncoderConfig:
     win_samples: int = 400   # 25 ms analysis window
     hop_samples: int = 160   # 10 ms mel hop; frames are 2 hops (20 ms)
     n_mels: int = 64
-    dim: int = 192
+    dim: int = 160
     num_heads: int = 4
     num_layers: int = 6
-    context_frames: int = 100  # 2 s of left attention context
+    context_frames: int = 64  # 1.28 s of left attention context
     conv_kernel: int = 5
     dropout: float = 0.1
 

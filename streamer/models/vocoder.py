@@ -26,8 +26,8 @@ class VocoderConfig:
     frame_samples: int = 320  # one unit frame (20 ms)
     hop_samples: int = 160    # iSTFT hop: two sub-frames per unit frame
     n_fft: int = 640
-    dim: int = 256
-    num_blocks: int = 6
+    dim: int = 160
+    num_blocks: int = 4
     kernel_size: int = 7
     lookahead_frames: int = 1
 

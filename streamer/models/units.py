@@ -1,0 +1,84 @@
+"""Discrete units: nearest k-means centroid of encoder features, consecutive duplicates merged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from streamer.errors import ModelError
+
+
+def assign(x: Tensor, centroids: Tensor, *, block: int = 65536) -> Tensor:
+    """Nearest centroid per row: x (N, D), centroids (K, D) -> (N,) int64."""
+    c2 = (centroids ** 2).sum(1)
+    out = [(c2[None] - 2 * piece @ centroids.T).argmin(1) for piece in x.split(block)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    num_units: int = 100
+    layer: int = 4  # encoder transformer layer (1-based) whose output is clustered
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class UnitExtractor:
+    """Encoder features (T, D) -> frame units (T,) by nearest centroid."""
+
+    def __init__(self, centroids: Tensor, cfg: UnitConfig) -> None:
+        if centroids.shape[0] != cfg.num_units:
+            raise ModelError(f"{centroids.shape[0]} centroids but num_units={cfg.num_units}")
+        self.centroids, self.cfg = centroids.float(), cfg
+
+    def frame_units(self, feats: Tensor) -> Tensor:
+        """Features of layer `cfg.layer`, (T, D) -> (T,) int64 unit per 20 ms frame."""
+        return assign(feats, self.centroids)
+
+    def save(self, path: str | Path) -> None:
+        save_file({"centroids": self.centroids.contiguous()}, str(path),
+                  metadata={"config": json.dumps(self.cfg.to_dict())})
+
+    @classmethod
+    def load(cls, path: str | Path) -> UnitExtractor:
+        with safe_open(str(path), framework="pt") as f:
+            cfg = UnitConfig(**json.loads(f.metadata()["config"]))
+            return cls(f.get_tensor("centroids"), cfg)
+
+
+def dedup(frame_units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) frame units -> (units with consecutive duplicates merged, their durations in frames)."""
+    if len(frame_units) == 0:
+        return frame_units.astype(np.int64), np.zeros(0, dtype=np.int64)
+    change = np.flatnonzero(np.diff(frame_units)) + 1
+    starts = np.concatenate([[0], change])
+    durations = np.diff(np.concatenate([starts, [len(frame_units)]]))
+    return frame_units[starts].astype(np.int64), durations.astype(np.int64)
+
+
+def edit_distance(a: np.ndarray | list, b: np.ndarray | list) -> int:
+    """Levenshtein distance between two sequences."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def unit_error_rate(hyps: list, refs: list) -> float:
+    """Total edit distance over total reference length."""
+    total = sum(len(r) for r in refs)
+    return sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)) / max(total, 1)
+
+
+__all__ = ["UnitConfig", "UnitExtractor", "dedup", "edit_distance", "unit_error_rate"]
