@@ -1,0 +1,1 @@
+"""Training: synthetic bilingual corpus (grammar, synth, augment, corpus), then model recipes."""

@@ -1,0 +1,269 @@
+"""The training recipe, icefall style: numbered stages driven by one YAML config.
+
+    streamer train --config configs/train/en-es.yaml [--stage ssl|units|s2ut|vocoder|package|all]
+
+Stages read and write files under `work_dir`, so each can be re-run alone. Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from streamer.models.decoder import DecoderConfig
+from streamer.models.encoder import CausalEncoder, EncoderConfig
+from streamer.models.pacing import QueueConfig
+from streamer.models.s2st import S2STConfig, S2STModel
+from streamer.models.units import UnitConfig, UnitExtractor, dedup
+from streamer.models.vocoder import VocoderConfig
+from streamer.train import s2ut, ssl, vocoder_train
+from streamer.train.data import Utterance, load_utterances
+from streamer.train.kmeans import kmeans
+
+log = logging.getLogger(__name__)
+STAGES = ("ssl", "units", "s2ut", "vocoder", "package")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    name: str
+    corpus: str
+    work_dir: str
+    output_dir: str
+    source_lang: str = "en"
+    target_lang: str = "es"
+    ssl_dir: str | None = None          # share one SSL encoder between directions
+    train_limit: int | None = None
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+    units: UnitConfig = field(default_factory=UnitConfig)
+    ssl: ssl.SSLConfig = field(default_factory=ssl.SSLConfig)
+    s2ut: s2ut.S2UTConfig = field(default_factory=s2ut.S2UTConfig)
+    vocoder_train: vocoder_train.VocoderTrainConfig = field(default_factory=vocoder_train.VocoderTrainConfig)
+    augment: dict = field(default_factory=dict)
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RecipeConfig:
+        d = yaml.safe_load(Path(path).read_text())
+        k = d.get("units", {}).get("num_units", UnitConfig().num_units)
+        return cls(
+            name=d["name"], corpus=d["corpus"], work_dir=d["work_dir"], output_dir=d["output_dir"],
+            source_lang=d.get("source_lang", "en"), target_lang=d.get("target_lang", "es"),
+            ssl_dir=d.get("ssl_dir"), train_limit=d.get("train_limit"),
+            encoder=EncoderConfig(**d.get("encoder", {})),
+            decoder=DecoderConfig(**{**d.get("decoder", {}), "num_units": k}),
+            queue=QueueConfig(**{**d.get("queue", {}), "num_units": k}),
+            vocoder=VocoderConfig(**{**d.get("vocoder", {}), "num_units": k}),
+            units=UnitConfig(**d.get("units", {})), ssl=ssl.SSLConfig(**d.get("ssl", {})),
+            s2ut=s2ut.S2UTConfig(**d.get("s2ut", {})),
+            vocoder_train=vocoder_train.VocoderTrainConfig(**d.get("vocoder_train", {})),
+            augment=d.get("augment", {}), seed=d.get("seed", 0),
+        )
+
+    def model_config(self) -> S2STConfig:
+        decoder = replace(self.decoder, input_dim=self.encoder.dim)
+        return S2STConfig(self.encoder, decoder, self.queue, self.vocoder,
+                          source_lang=self.source_lang, target_lang=self.target_lang)
+
+
+class Recipe:
+    def __init__(self, cfg: RecipeConfig) -> None:
+        self.cfg = cfg
+        self.work = Path(cfg.work_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.ssl_dir = Path(cfg.ssl_dir) if cfg.ssl_dir else self.work
+        self._data: dict[str, list[Utterance]] = {}
+
+    # -- data ---------------------------------------------------------------------------------
+    def data(self, split: str, *, src_lang: str | None = None) -> list[Utterance]:
+        key = f"{split}:{src_lang}"
+        if key not in self._data:
+            limit = self.cfg.train_limit if split == "train" else None
+            self._data[key] = load_utterances(self.cfg.corpus, splits={split}, src_lang=src_lang,
+                                              limit=limit, seed=self.cfg.seed)
+            log.info("loaded %d %s utterances (%s)", len(self._data[key]), split, src_lang or "both")
+        return self._data[key]
+
+    def augmenters(self):
+        """(full augmenter, timing-preserving channel augmenter, speed-only augmenter)."""
+        from streamer.train import augment
+
+        cfg = augment.AugmentConfig.from_dict(self.cfg.augment)
+        full = augment.Augmenter(cfg)
+        channel = augment.Augmenter(replace(cfg, p_silence=0.0, p_speed=0.0))
+
+        def channel_only(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            y = channel(x, rng)
+            return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+
+        def speed_only(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            return augment.speed(x, float(rng.uniform(*cfg.speed))) if rng.random() < cfg.p_speed else x
+
+        return full, channel_only, speed_only
+
+    # -- stages -------------------------------------------------------------------------------
+    def stage_ssl(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        encoder = CausalEncoder(self.cfg.encoder)
+        _, channel, speed = self.augmenters()
+        history = ssl.pretrain(encoder, self.data("train"), self.cfg.ssl, channel_augment=channel,
+                               speed_augment=speed)
+        self.ssl_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(encoder, self.ssl_dir / "encoder.safetensors", config=self.cfg.encoder.to_dict())
+        write_history(self.ssl_dir / "ssl_history.json", history, "SSL pretraining")
+
+    def load_ssl_encoder(self) -> CausalEncoder:
+        encoder = CausalEncoder(self.cfg.encoder)
+        encoder.load_state_dict(load_file(str(self.ssl_dir / "encoder.safetensors")))
+        return encoder.eval()
+
+    def stage_units(self) -> None:
+        encoder = self.load_ssl_encoder()
+        train = self.data("train", src_lang=self.cfg.source_lang)
+        targets = unique_targets(train)
+        feats = [layer_features(encoder, a, self.cfg.units.layer) for a in targets.values()]
+        x = torch.cat(feats)
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        x = x[torch.randperm(len(x), generator=gen)[:200_000]]
+        centroids = kmeans(x, self.cfg.units.num_units, seed=self.cfg.seed)
+        UnitExtractor(centroids, self.cfg.units).save(self.work / "units.safetensors")
+        log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(targets))
+
+    def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per utterance: (deduplicated units, frame units) of its target audio."""
+        encoder = self.load_ssl_encoder()
+        extractor = UnitExtractor.load(self.work / "units.safetensors")
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        deduped, frames = [], []
+        for u in utterances:
+            key = id(u.tgt)
+            if key not in cache:
+                feats = layer_features(encoder, u.tgt, extractor.cfg.layer)
+                fu = extractor.frame_units(feats).numpy()
+                cache[key] = (dedup(fu)[0], fu)
+            deduped.append(cache[key][0])
+            frames.append(cache[key][1])
+        return deduped, frames
+
+    def stage_s2ut(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        model = S2STModel(self.cfg.model_config())
+        model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
+        train = self.data("train", src_lang=self.cfg.source_lang)
+        dev = self.data("dev", src_lang=self.cfg.source_lang)
+        train_units, _ = self.target_units(train)
+        dev_units, _ = self.target_units(dev)
+        aug, _, _ = self.augmenters()
+        history = s2ut.train(model, train, train_units, self.cfg.s2ut, dev_set=dev, dev_targets=dev_units,
+                             augment=aug)
+        save_weights(model, self.work / "s2ut.safetensors")
+        write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
+
+    def stage_vocoder(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        model = S2STModel(self.cfg.model_config())
+        train = self.data("train", src_lang=self.cfg.source_lang)
+        _, frames = self.target_units(train)
+        seen: dict[int, int] = {}
+        for i, u in enumerate(train):
+            seen.setdefault(id(u.tgt), i)
+        idx = list(seen.values())
+        fs = self.cfg.vocoder.frame_samples
+        history = vocoder_train.train(model.vocoder, [frames[i] for i in idx],
+                                      [train[i].tgt[: len(frames[i]) * fs] for i in idx], self.cfg.vocoder_train)
+        save_weights(model.vocoder, self.work / "vocoder.safetensors")
+        write_history(self.work / "vocoder_history.json", history, "vocoder training")
+        durations = unit_durations([frames[i] for i in idx], self.cfg.units.num_units)
+        save_file({"durations": durations}, str(self.work / "durations.safetensors"))
+
+    def stage_package(self) -> Path:
+        from streamer.models.checkpoint import save_model, sha256
+
+        model = S2STModel(self.cfg.model_config())
+        weights = load_file(str(self.work / "s2ut.safetensors"))
+        weights.update({f"vocoder.{k}": v for k, v in load_file(str(self.work / "vocoder.safetensors")).items()})
+        weights["queue.durations"] = load_file(str(self.work / "durations.safetensors"))["durations"]
+        model.load_state_dict(weights)
+        out = Path(self.cfg.output_dir)
+        path = save_model(model.eval(), out, extra={"name": self.cfg.name, "recipe": json.dumps(self.cfg.name)})
+        shutil.copy(self.work / "units.safetensors", out / "units.safetensors")
+        shutil.copy(self.ssl_dir / "encoder.safetensors", out / "ssl_encoder.safetensors")
+        names = [path.name, "units.safetensors", "ssl_encoder.safetensors"]
+        (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in names))
+        from streamer.train.model_card import write_model_card
+
+        write_model_card(out, model, name=self.cfg.name, work_dir=self.work, ssl_dir=self.ssl_dir,
+                         corpus=self.cfg.corpus)
+        log.info("packaged %s (%.1f MB)", path, path.stat().st_size / 1e6)
+        return path
+
+    def run(self, stages: list[str]) -> None:
+        for stage in stages:
+            start = time.time()
+            log.info("stage %s: start", stage)
+            getattr(self, f"stage_{stage}")()
+            log.info("stage %s: done in %.0f s", stage, time.time() - start)
+
+
+def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = None) -> None:
+    metadata = {"config": json.dumps(config)} if config else None
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path), metadata=metadata)
+
+
+def unique_targets(utterances: list[Utterance]) -> dict[int, np.ndarray]:
+    return {id(u.tgt): u.tgt for u in utterances}
+
+
+def layer_features(encoder: CausalEncoder, audio: np.ndarray, layer: int) -> torch.Tensor:
+    """Encoder layer output for one clip: (T // 320, D), the clip zero-padded to a whole frame."""
+    fs = encoder.cfg.frame_samples
+    padded = np.pad(audio, (0, -len(audio) % fs or 0)) if len(audio) % fs else audio
+    with torch.no_grad():
+        layers = encoder(torch.from_numpy(padded.astype(np.float32))[None], return_layers=True)
+    return layers[layer - 1][0]
+
+
+def unit_durations(frame_units: list[np.ndarray], num_units: int) -> torch.Tensor:
+    """Mean run length (frames) of each unit in target speech; 1 for units never seen."""
+    total, count = np.zeros(num_units), np.zeros(num_units)
+    for fu in frame_units:
+        units, durations = dedup(fu)
+        np.add.at(total, units, durations)
+        np.add.at(count, units, 1)
+    return torch.from_numpy(np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32))
+
+
+def write_history(path: Path, history: dict[str, list[float]], title: str) -> None:
+    """History as JSON and its curves as a PNG beside it."""
+    path.write_text(json.dumps(history))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(history), figsize=(5 * len(history), 3.5), squeeze=False)
+    for ax, (name, values) in zip(axes[0], history.items(), strict=True):
+        ax.plot(values)
+        ax.set_title(f"{title}: {name}")
+        ax.set_xlabel("epoch" if "dev" in name else "step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=90)
+    plt.close(fig)
+
+
+def main(config: str | Path, stages: str = "all") -> None:
+    cfg = RecipeConfig.from_yaml(config)
+    Recipe(cfg).run(list(STAGES) if stages == "all" else stages.split(","))

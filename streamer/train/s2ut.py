@@ -1,0 +1,134 @@
+"""Speech-to-unit translation training: encoder (SSL-initialised) + incremental decoder, CTC loss.
+
+Source speech (augmented on the fly) -> target units (k-means of the target voice, duplicates merged).
+The CTC alignment is free, so the decoder learns *when* it has heard enough to emit each unit; the
+causal encoder and decoder mean that the trained graph is the streaming graph, no retraining.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from streamer.models.decoder import ctc_emit
+from streamer.models.s2st import S2STModel
+from streamer.models.units import unit_error_rate
+from streamer.train.data import Utterance, length_batches, pad_batch
+from streamer.train.progress import progress
+from streamer.train.ssl import lr_at
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S2UTConfig:
+    epochs: int = 10
+    max_steps: int | None = None          # cap on optimiser steps (the LR schedule spans min(total, cap))
+    max_batch_samples: int = 16_000 * 48  # padded audio per batch (48 s)
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.5         # the pretrained encoder moves slower
+    warmup_steps: int = 300
+    augment_prob: float = 0.8
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> S2UTConfig:
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ctc_logits(model: S2STModel, audio: Tensor) -> Tensor:
+    return model.decoder(model.encoder(audio))
+
+
+def greedy_units(logits: Tensor, blank: int) -> list[np.ndarray]:
+    """CTC logits (B, S, K+1) -> per-utterance emitted units."""
+    tokens = logits.argmax(-1)
+    start = torch.full((tokens.shape[0],), blank, dtype=torch.long)
+    units, _ = ctc_emit(tokens, start, blank)
+    return [u[u >= 0].numpy() for u in units]
+
+
+def batch_loss(model: S2STModel, audio: Tensor, lengths: Tensor, targets: list[np.ndarray]) -> Tensor:
+    cfg = model.cfg
+    logits = ctc_logits(model, audio)
+    slots = torch.div(lengths, cfg.encoder.frame_samples, rounding_mode="floor") * cfg.decoder.upsample
+    flat = torch.from_numpy(np.concatenate(targets)).long()
+    target_lengths = torch.tensor([len(t) for t in targets])
+    log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # (S, B, K+1)
+    return F.ctc_loss(log_probs, flat, slots.clamp(max=logits.shape[1]), target_lengths,
+                      blank=cfg.decoder.blank, zero_infinity=True)
+
+
+def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.ndarray],
+             *, batch_samples: int = 16_000 * 64) -> float:
+    """Unit error rate of greedy decoding on clean source audio."""
+    model.eval()
+    hyps: list[np.ndarray] = []
+    refs: list[np.ndarray] = []
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for idx in length_batches([len(u.src) for u in utterances], max_samples=batch_samples, rng=rng):
+            audio, lengths = pad_batch([utterances[i].src for i in idx], multiple=model.cfg.chunk_samples)
+            logits = ctc_logits(model, audio)
+            for j, units in zip(idx, greedy_units(logits, model.cfg.decoder.blank), strict=True):
+                hyps.append(units)
+                refs.append(targets[j])
+    return unit_error_rate(hyps, refs)
+
+
+def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,
+          dev_set: list[Utterance] | None = None, dev_targets: list[np.ndarray] | None = None,
+          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+          ) -> dict[str, list[float]]:
+    """Train encoder + decoder in place with CTC. Returns history: loss per step, dev UER per epoch."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": enc_params, "scale": cfg.encoder_lr_scale},
+                             {"params": list(model.decoder.parameters()), "scale": 1.0}],
+                            lr=cfg.lr, weight_decay=0.01)
+    lengths = [len(u.src) for u in train_set]
+    steps_per_epoch = sum(1 for _ in length_batches(lengths, max_samples=cfg.max_batch_samples, rng=rng))
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    history: dict[str, list[float]] = {"loss": [], "dev_uer": []}
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        batches = list(length_batches(lengths, max_samples=cfg.max_batch_samples, rng=rng))
+        if step >= total:
+            break
+        for idx in progress(batches, description=f"s2ut epoch {epoch + 1}/{cfg.epochs}"):
+            if step >= total:
+                break
+            clips = [train_set[i].src for i in idx]
+            if augment is not None:
+                clips = [augment(c, rng) if rng.random() < cfg.augment_prob else c for c in clips]
+            audio, lens = pad_batch(clips, multiple=model.cfg.chunk_samples)
+            loss = batch_loss(model, audio, lens, [train_targets[i] for i in idx])
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, total) * group["scale"]
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            history["loss"].append(loss.item())
+            step += 1
+            if step % 50 == 0:
+                log.info("s2ut step %d/%d loss %.3f", step, total, float(loss))
+        if dev_set:
+            uer = evaluate(model, dev_set, dev_targets or [])
+            history["dev_uer"].append(uer)
+            log.info("s2ut epoch %d dev UER %.3f", epoch + 1, uer)
+    model.eval()
+    return history

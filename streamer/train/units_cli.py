@@ -1,0 +1,48 @@
+"""`streamer units in.wav`: the discrete units of a speech file (SSL encoder + k-means centroids)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from streamer.audio.io import read_audio
+from streamer.errors import ModelError
+from streamer.models.encoder import CausalEncoder, EncoderConfig
+from streamer.models.units import UnitExtractor, dedup
+
+
+def load_encoder(path: str | Path) -> CausalEncoder:
+    """An encoder saved with its EncoderConfig in the safetensors metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"no SSL encoder at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        cfg = EncoderConfig.from_dict(json.loads(f.metadata()["config"]))
+    encoder = CausalEncoder(cfg)
+    encoder.load_state_dict(load_file(str(path)))
+    return encoder.eval()
+
+
+def file_units(path: str | Path, encoder: CausalEncoder, extractor: UnitExtractor) -> tuple[np.ndarray, np.ndarray]:
+    """(deduplicated units, their durations in 20 ms frames) of a speech file at any rate."""
+    samples, _ = read_audio(path, sample_rate=encoder.cfg.sample_rate)
+    fs = encoder.cfg.frame_samples
+    samples = np.pad(samples, (0, -len(samples) % fs))
+    with torch.no_grad():
+        layers = encoder(torch.from_numpy(samples)[None], return_layers=True)
+    return dedup(extractor.frame_units(layers[extractor.cfg.layer - 1][0]).numpy())
+
+
+def print_units(path: str | Path, *, model_dir: str | Path) -> None:
+    """Print a file's units; `model_dir` holds units.safetensors and ssl_encoder.safetensors."""
+    model_dir = Path(model_dir)
+    encoder = load_encoder(model_dir / "ssl_encoder.safetensors")
+    extractor = UnitExtractor.load(model_dir / "units.safetensors")
+    units, durations = file_units(path, encoder, extractor)
+    print(" ".join(map(str, units.tolist())))
+    print(f"# {len(units)} units over {int(durations.sum())} frames of 20 ms")
