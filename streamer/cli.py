@@ -126,6 +126,12 @@ def cmd_mqtt_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streamer.bench import cmd_bench as run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer", description="Streaming speech-to-speech translation")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -182,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     p.add_argument("--timeout", type=float, default=30.0, help="stop after this many seconds without audio")
     p.set_defaults(func=cmd_mqtt_listen)
+
+    from streamer.bench import add_bench_args  # numpy only: keeps `streamer --help` fast
+
+    p = sub.add_parser("bench", help="latency benchmark: SimulEval latency, compute, streams, re-encode baseline")
+    add_bench_args(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="run the training recipe (stages: ssl,units,s2ut,vocoder,package)")
     p.add_argument("--config", required=True, help="recipe YAML, e.g. configs/train/en-es.yaml")

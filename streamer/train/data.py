@@ -31,6 +31,7 @@ class Utterance:
     engine: str = ""
     voice: str = ""
     category: str = ""
+    tgt_key: str = ""  # identifies the target clip (its manifest path, or its text when synthesised)
 
 
 def read_rows(manifest: str | Path) -> list[dict]:
@@ -64,7 +65,8 @@ def load_utterances(manifest: str | Path, *, splits: set[str] | None = None, src
 
     return [Utterance(r["id"], r["split"], audio(r["src_audio"]), target(r),
                       r.get("src_text", ""), r.get("tgt_text", ""), r.get("src_engine", ""),
-                      r.get("src_voice", ""), r.get("category", "")) for r in rows]
+                      r.get("src_voice", ""), r.get("category", ""),
+                      r.get("tgt_audio") or f"tts:{r['tgt_lang']}:{r.get('tgt_text', '')}") for r in rows]
 
 
 def pad_batch(clips: list[np.ndarray], *, multiple: int) -> tuple[Tensor, Tensor]:

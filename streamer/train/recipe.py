@@ -140,22 +140,22 @@ class Recipe:
         centroids = kmeans(x, self.cfg.units.num_units, seed=self.cfg.seed)
         UnitExtractor(centroids, self.cfg.units).save(self.work / "units.safetensors")
         log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(targets))
+        (self.work / "target_units.npz").unlink(missing_ok=True)  # units changed: old targets are stale
+        self.target_units(train + self.data("dev", src_lang=self.cfg.source_lang))  # fill the cache once
 
     def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per utterance: (deduplicated units, frame units) of its target audio."""
-        encoder = self.load_ssl_encoder()
-        extractor = UnitExtractor.load(self.work / "units.safetensors")
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        deduped, frames = [], []
-        for u in utterances:
-            key = id(u.tgt)
-            if key not in cache:
-                feats = layer_features(encoder, u.tgt, extractor.cfg.layer)
-                fu = extractor.frame_units(feats).numpy()
-                cache[key] = (dedup(fu)[0], fu)
-            deduped.append(cache[key][0])
-            frames.append(cache[key][1])
-        return deduped, frames
+        """Per utterance: (deduplicated units, frame units) of its target audio, cached on disk."""
+        cache_path = self.work / "target_units.npz"
+        cache = dict(np.load(cache_path)) if cache_path.is_file() else {}
+        missing = {u.tgt_key: u.tgt for u in utterances if u.tgt_key not in cache}
+        if missing:
+            encoder = self.load_ssl_encoder()
+            extractor = UnitExtractor.load(self.work / "units.safetensors")
+            for key, audio in missing.items():
+                cache[key] = extractor.frame_units(layer_features(encoder, audio, extractor.cfg.layer)).numpy()
+            np.savez(cache_path, **cache)
+        frames = [cache[u.tgt_key] for u in utterances]
+        return [dedup(f)[0] for f in frames], frames
 
     def stage_s2ut(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -176,9 +176,9 @@ class Recipe:
         model = S2STModel(self.cfg.model_config())
         train = self.data("train", src_lang=self.cfg.source_lang)
         _, frames = self.target_units(train)
-        seen: dict[int, int] = {}
+        seen: dict[str, int] = {}
         for i, u in enumerate(train):
-            seen.setdefault(id(u.tgt), i)
+            seen.setdefault(u.tgt_key, i)
         idx = list(seen.values())
         fs = self.cfg.vocoder.frame_samples
         history = vocoder_train.train(model.vocoder, [frames[i] for i in idx],
@@ -222,8 +222,8 @@ def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = N
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path), metadata=metadata)
 
 
-def unique_targets(utterances: list[Utterance]) -> dict[int, np.ndarray]:
-    return {id(u.tgt): u.tgt for u in utterances}
+def unique_targets(utterances: list[Utterance]) -> dict[str, np.ndarray]:
+    return {u.tgt_key: u.tgt for u in utterances}
 
 
 def layer_features(encoder: CausalEncoder, audio: np.ndarray, layer: int) -> torch.Tensor:
