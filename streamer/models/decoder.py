@@ -7,17 +7,18 @@ only the last slot's token across chunks: the prefix is never re-read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from streamer.config import DictConfig
 from streamer.models.layers import StreamingTransformer, TransformerState
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(DictConfig):
     input_dim: int = 160
     dim: int = 160
     num_heads: int = 4
@@ -32,12 +33,6 @@ class DecoderConfig:
     def blank(self) -> int:
         return self.num_units
 
-    @classmethod
-    def from_dict(cls, d: dict) -> DecoderConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class DecoderState(NamedTuple):

@@ -7,7 +7,7 @@ only on samples before `(n + 1) * 320`: no lookahead.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamer.config import DictConfig
 from streamer.models.layers import (
     CausalConv1d,
     ConvState,
@@ -25,7 +26,7 @@ from streamer.models.layers import (
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(DictConfig):
     sample_rate: int = 16_000
     win_samples: int = 400   # 25 ms analysis window
     hop_samples: int = 160   # 10 ms mel hop; frames are 2 hops (20 ms)
@@ -41,12 +42,6 @@ class EncoderConfig:
     def frame_samples(self) -> int:
         return 2 * self.hop_samples
 
-    @classmethod
-    def from_dict(cls, d: dict) -> EncoderConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 20.0) -> np.ndarray:

@@ -9,15 +9,17 @@ so that output latency stays bounded. All ops are gathers and comparisons on fix
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from streamer.config import DictConfig
+
 
 @dataclass(frozen=True)
-class QueueConfig:
+class QueueConfig(DictConfig):
     num_units: int = 100
     frames_per_chunk: int = 8
     capacity_frames: int = 128
@@ -29,12 +31,6 @@ class QueueConfig:
         """The frame id that means 'no speech' (one past the last unit)."""
         return self.num_units
 
-    @classmethod
-    def from_dict(cls, d: dict) -> QueueConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class QueueState(NamedTuple):

@@ -9,18 +9,19 @@ declared one-frame delay lets every window centre see the unit it renders.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamer.config import DictConfig
 from streamer.models.layers import CausalConv1d, ConvState
 
 
 @dataclass(frozen=True)
-class VocoderConfig:
+class VocoderConfig(DictConfig):
     num_units: int = 100
     sample_rate: int = 16_000
     frame_samples: int = 320  # one unit frame (20 ms)
@@ -35,12 +36,6 @@ class VocoderConfig:
     def subframes(self) -> int:
         return self.frame_samples // self.hop_samples
 
-    @classmethod
-    def from_dict(cls, d: dict) -> VocoderConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ConvNeXtBlock(nn.Module):

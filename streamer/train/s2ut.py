@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from streamer.config import DictConfig
 from streamer.models.decoder import ctc_emit
 from streamer.models.s2st import S2STModel
 from streamer.models.units import unit_error_rate
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class S2UTConfig:
+class S2UTConfig(DictConfig):
     epochs: int = 10
     max_steps: int | None = None          # cap on optimiser steps (the LR schedule spans min(total, cap))
     max_batch_samples: int = 16_000 * 48  # padded audio per batch (48 s)
@@ -37,12 +38,6 @@ class S2UTConfig:
     augment_prob: float = 0.8
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> S2UTConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def ctc_logits(model: S2STModel, audio: Tensor) -> Tensor:

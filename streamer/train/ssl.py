@@ -12,13 +12,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamer.config import DictConfig
 from streamer.models.encoder import CausalEncoder
 from streamer.train.data import Utterance, random_crop
 from streamer.train.kmeans import kmeans
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SSLConfig:
+class SSLConfig(DictConfig):
     num_clusters: int = 100
     steps: int = 3000
     batch_size: int = 16
@@ -41,12 +42,6 @@ class SSLConfig:
     kmeans_frames: int = 100_000
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> SSLConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def mfcc_frames(encoder: CausalEncoder, audio: Tensor, n_mfcc: int = 13) -> Tensor:

@@ -8,12 +8,13 @@ The target is the voice's audio shifted by the vocoder's declared lookahead.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from streamer.config import DictConfig
 from streamer.models.vocoder import UnitVocoder
 from streamer.train.progress import progress
 from streamer.train.ssl import lr_at
@@ -24,7 +25,7 @@ RESOLUTIONS = ((512, 128), (1024, 256), (256, 64), (128, 32))
 
 
 @dataclass(frozen=True)
-class VocoderTrainConfig:
+class VocoderTrainConfig(DictConfig):
     steps: int = 3000
     batch_size: int = 16
     crop_frames: int = 50
@@ -35,12 +36,6 @@ class VocoderTrainConfig:
     wave_l1_weight: float = 1.0
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> VocoderTrainConfig:
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def stft_mag(x: Tensor, n_fft: int, hop: int) -> Tensor:
