@@ -243,10 +243,37 @@ def stability(encoder: CausalEncoder, pairs: dict[str, list[tuple]], models: Mod
         out[cond] = {}
         for n, d in dists.items():
             lo, hi = bootstrap_ci(d, n=cfg.bootstrap, seed=cfg.seed)
-            out[cond][n] = {"mean": float(np.mean(d)) if d else float("nan"), "lo": lo, "hi": hi, "n": len(d)}
+            out[cond][n] = {"mean": float(np.mean(d)) if d else float("nan"), "lo": lo, "hi": hi, "n": len(d),
+                            "per_pair": d}
     seconds = sum(len(c) for c in clips) / 16_000
     out["units_per_s"] = {n: sum(len(u[n]) for u in units) / max(seconds, 1e-9) for n in models}
     return out
+
+
+def digit_probe(encoder: CausalEncoder, utts: list[Utterance], names: list[str], cfg: ReportConfig) -> dict:
+    """{"probe": {pooling: {name: probe result}}, "probe_data": ...}: train-engine digits -> `digits` split."""
+    train = [u for u in utts if u.split == "train"]
+    digits = [u for u in train if u.category == "digit" and len(u.src_text.split()) == 1]
+    test = [u for u in utts if u.split == "digits" and len(u.src_text.split()) == 1]
+    classes = sorted({u.src_text for u in digits})
+    test = [u for u in test if u.src_text in classes]
+    report: dict = {"probe": {}}
+    if digits and test:
+        y_tr = torch.tensor([classes.index(u.src_text) for u in digits])
+        y_te = torch.tensor([classes.index(u.src_text) for u in test])
+        engines = {u.engine for u in digits}
+        voices = sorted({u.voice for u in digits})  # one engine: 4 folds of whole voices instead
+        groups = [u.engine if len(engines) > 1 else str(voices.index(u.voice) % 4) for u in digits]
+        x_tr = pooled(encoder, [u.src for u in digits], names, batch_samples=cfg.batch_samples)
+        x_clean = pooled(encoder, [u.src for u in test], names, batch_samples=cfg.batch_samples)
+        x_tel = pooled(encoder, [telephone_band(u.src) for u in test], names, batch_samples=cfg.batch_samples)
+        for pool in x_tr:
+            report["probe"][pool] = {n: linear_probe(x_tr[pool][n], y_tr, groups, {
+                "clean": (x_clean[pool][n], y_te), "telephone": (x_tel[pool][n], y_te)}, len(classes), cfg)
+                for n in names}
+        report["probe_data"] = {"classes": classes, "n_train": len(digits), "n_test": len(test),
+                                "train_engines": sorted(engines), "test_engines": sorted({u.engine for u in test})}
+    return report
 
 
 def unit_report(encoder_path: str | Path, manifest: str | Path, out_dir: str | Path, *, limit: int | None = 300,
@@ -275,27 +302,16 @@ def unit_report(encoder_path: str | Path, manifest: str | Path, out_dir: str | P
     core = ("unseen_engine", "unseen_voice", "augmented", "telephone")
     mean_dist = {n: float(np.nanmean([report["stability"][c][n]["mean"] for c in core])) for n in names}
     report["mean_distance"] = mean_dist
-    report["best_layer"] = min(layer_names, key=lambda n: mean_dist[n]) if layer_names else None
-    digits = [u for u in train if u.category == "digit" and len(u.src_text.split()) == 1]
-    test = [u for u in utts if u.split == "digits" and len(u.src_text.split()) == 1]
-    classes = sorted({u.src_text for u in digits})
-    test = [u for u in test if u.src_text in classes]
-    report["probe"] = {}
-    if digits and test:
-        y_tr = torch.tensor([classes.index(u.src_text) for u in digits])
-        y_te = torch.tensor([classes.index(u.src_text) for u in test])
-        engines = {u.engine for u in digits}
-        voices = sorted({u.voice for u in digits})  # one engine: 4 folds of whole voices instead
-        groups = [u.engine if len(engines) > 1 else str(voices.index(u.voice) % 4) for u in digits]
-        x_tr = pooled(encoder, [u.src for u in digits], names, batch_samples=cfg.batch_samples)
-        x_clean = pooled(encoder, [u.src for u in test], names, batch_samples=cfg.batch_samples)
-        x_tel = pooled(encoder, [telephone_band(u.src) for u in test], names, batch_samples=cfg.batch_samples)
-        for pool in x_tr:
-            report["probe"][pool] = {n: linear_probe(x_tr[pool][n], y_tr, groups, {
-                "clean": (x_clean[pool][n], y_te), "telephone": (x_tel[pool][n], y_te)}, len(classes), cfg)
-                for n in names}
-        report["probe_data"] = {"classes": classes, "n_train": len(digits), "n_test": len(test),
-                                "train_engines": sorted(engines), "test_engines": sorted({u.engine for u in test})}
+    best = report["best_layer"] = min(layer_names, key=lambda n: mean_dist[n]) if layer_names else None
+    report["paired_delta"] = {}  # best SSL layer minus each baseline on the same pairs; < 0: SSL more stable
+    for cond, cells in report["stability"].items():
+        per_pair = {n: np.asarray(c.pop("per_pair")) for n, c in cells.items()} if cond in CONDITIONS else {}
+        for base in ("mfcc", "logmel") if best and per_pair else ():
+            diff = per_pair[best] - per_pair[base]
+            lo, hi = bootstrap_ci(diff, n=cfg.bootstrap, seed=cfg.seed)
+            report["paired_delta"].setdefault(cond, {})[base] = {
+                "mean": float(diff.mean()) if len(diff) else float("nan"), "lo": lo, "hi": hi, "n": len(diff)}
+    report.update(digit_probe(encoder, utts, names, cfg))
     write_report(report, out_dir)
     return report
 
@@ -354,7 +370,14 @@ def write_report(report: dict, out_dir: Path) -> None:
     ratio = [f"{stab['unseen_engine'][f]['mean'] / chance[f]['mean']:.2f}" if chance[f]["n"] else "n/a" for f in names]
     lines.append("| unseen_engine / chance | | " + " | ".join(ratio) + " |")
     lines.append("| dedup units per second | | " + " | ".join(f"{stab['units_per_s'][f]:.1f}" for f in names) + " |")
-    lines += ["", *(f"- **{c}**: {d}" for c, d in CONDITIONS.items()), "", "![stability](stability.png)", ""]
+    lines += ["", *(f"- **{c}**: {d}" for c, d in CONDITIONS.items()), "",
+              "Distances can exceed 1 (insertions); compare each row with the chance row and mind the unit rates.",
+              "", "![stability](stability.png)", ""]
+    if report["paired_delta"]:
+        lines += [f"Paired difference, {report['best_layer']} minus baseline on the same pairs (< 0: SSL units "
+                  "more stable; mean [95 % CI]):", "", "| condition | vs mfcc | vs logmel |", "|---|---|---|"]
+        lines += [f"| {c} | {_cell(d['mfcc'])} | {_cell(d['logmel'])} |" for c, d in report["paired_delta"].items()]
+        lines.append("")
     _bars(out_dir / "stability.png", list(CONDITIONS),
           {f: [(stab[c][f]["mean"], stab[c][f]["lo"], stab[c][f]["hi"]) for c in CONDITIONS] for f in names},
           "normalised unit edit distance")
