@@ -131,17 +131,18 @@ class Recipe:
 
     def stage_units(self) -> None:
         encoder = self.load_ssl_encoder()
-        train = self.data("train", src_lang=self.cfg.source_lang)
-        targets = unique_targets(train)
-        feats = [layer_features(encoder, a, self.cfg.units.layer) for a in targets.values()]
-        x = torch.cat(feats)
+        clips = unique_targets(self.data("train", src_lang=self.cfg.source_lang)
+                               + self.data("dev", src_lang=self.cfg.source_lang))
+        feats = {key: layer_features(encoder, audio, self.cfg.units.layer) for key, audio in clips.items()}
+        x = torch.cat(list(feats.values()))
         gen = torch.Generator().manual_seed(self.cfg.seed)
         x = x[torch.randperm(len(x), generator=gen)[:200_000]]
         centroids = kmeans(x, self.cfg.units.num_units, seed=self.cfg.seed)
-        UnitExtractor(centroids, self.cfg.units).save(self.work / "units.safetensors")
-        log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(targets))
-        (self.work / "target_units.npz").unlink(missing_ok=True)  # units changed: old targets are stale
-        self.target_units(train + self.data("dev", src_lang=self.cfg.source_lang))  # fill the cache once
+        extractor = UnitExtractor(centroids, self.cfg.units)
+        extractor.save(self.work / "units.safetensors")
+        # The target units of every clip, from the features already computed (the cache the later stages read).
+        np.savez(self.work / "target_units.npz", **{k: extractor.frame_units(f).numpy() for k, f in feats.items()})
+        log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(clips))
 
     def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per utterance: (deduplicated units, frame units) of its target audio, cached on disk."""
@@ -181,9 +182,11 @@ class Recipe:
             seen.setdefault(u.tgt_key, i)
         idx = list(seen.values())
         fs = self.cfg.vocoder.frame_samples
-        history = vocoder_train.train(model.vocoder, [frames[i] for i in idx],
-                                      [train[i].tgt[: len(frames[i]) * fs] for i in idx], self.cfg.vocoder_train)
-        save_weights(model.vocoder, self.work / "vocoder.safetensors")
+        out = self.work / "vocoder.safetensors"
+        history = vocoder_train.train(
+            model.vocoder, [frames[i] for i in idx], [train[i].tgt[: len(frames[i]) * fs] for i in idx],
+            self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))
+        save_weights(model.vocoder, out)
         write_history(self.work / "vocoder_history.json", history, "vocoder training")
         durations = unit_durations([frames[i] for i in idx], self.cfg.units.num_units)
         save_file({"durations": durations}, str(self.work / "durations.safetensors"))

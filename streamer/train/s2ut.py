@@ -120,7 +120,7 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             history["loss"].append(loss.item())
             step += 1
             if step % 50 == 0:
-                log.info("s2ut step %d/%d loss %.3f", step, total, float(loss))
+                log.info("s2ut step %d/%d loss %.3f", step, total, loss.item())
         if dev_set:
             uer = evaluate(model, dev_set, dev_targets or [])
             history["dev_uer"].append(uer)

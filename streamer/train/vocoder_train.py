@@ -8,6 +8,7 @@ The target is the voice's audio shifted by the vocoder's declared lookahead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +76,12 @@ def make_crop(units: np.ndarray, audio: np.ndarray, vocoder: UnitVocoder, cfg: V
 
 
 def train(vocoder: UnitVocoder, frame_units: list[np.ndarray], audios: list[np.ndarray],
-          cfg: VocoderTrainConfig) -> dict[str, list[float]]:
-    """Train in place on (frame units (T,), audio (T * frame_samples,)) pairs of the target voice."""
+          cfg: VocoderTrainConfig, *, checkpoint: Callable[[int], None] | None = None,
+          checkpoint_every: int = 500) -> dict[str, list[float]]:
+    """Train in place on (frame units (T,), audio (T * frame_samples,)) pairs of the target voice.
+
+    `checkpoint(step)` is called every `checkpoint_every` steps (the caller saves what it needs).
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(vocoder.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -100,6 +105,10 @@ def train(vocoder: UnitVocoder, frame_units: list[np.ndarray], audios: list[np.n
         opt.step()
         history["loss"].append(loss.item())
         if step % 100 == 0:
-            log.info("vocoder step %d loss %.4f", step, float(loss))
+            log.info("vocoder step %d loss %.4f", step, loss.item())
+        if checkpoint is not None and step and step % checkpoint_every == 0:
+            vocoder.eval()
+            checkpoint(step)
+            vocoder.train()
     vocoder.eval()
     return history
