@@ -15,16 +15,23 @@ Handler = Callable[[argparse.Namespace], int]
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", default="en-es", help="shipped language pair (default: en-es)")
     p.add_argument("--model", default=None, help="a model folder instead of a shipped pair")
-    p.add_argument("--backend", default="eager", choices=["eager", "compile", "onnx", "tensorrt"],
-                   help="how to run the step graph (default: eager)")
+    p.add_argument("--backend", default=None, choices=["eager", "compile", "onnx", "tensorrt"],
+                   help="how to run the step graph (default: onnx when installed, else eager)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for the backend")
+
+
+def default_backend() -> str:
+    """ONNX Runtime on CPU when installed (not TensorRT: its first build takes minutes), else eager."""
+    from streamer.engine import available_backends
+
+    return "onnx" if "onnx" in available_backends() else "eager"
 
 
 def load_translator(args: argparse.Namespace):
     from streamer.engine import BackendConfig
     from streamer.pipeline import Translator
 
-    backend = BackendConfig(name=args.backend, num_threads=args.threads)
+    backend = BackendConfig(name=args.backend or default_backend(), num_threads=args.threads)
     if args.model:
         return Translator.from_dir(args.model, backend=backend)
     return Translator.from_pretrained(args.pair, backend=backend)
@@ -80,7 +87,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     from streamer.vad import VadConfig
 
     config = LiveConfig(
-        input=args.input, output=args.output, pair=args.pair, model=args.model, backend=args.backend,
+        input=args.input, output=args.output, pair=args.pair, model=args.model,
+        backend=args.backend or default_backend(),
         threads=args.threads, record_in=args.record_in, record_out=args.record_out, vad=not args.no_vad,
         vad_config=VadConfig(backend=args.vad), duration_s=args.duration, block_ms=args.block_ms,
         jitter_ms=args.jitter_ms, view=args.view,
@@ -130,6 +138,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from streamer.bench import cmd_bench as run
 
     return run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from streamer.assets import model_dir
+    from streamer.engine import BackendConfig
+    from streamer.engine.export import export_model
+
+    config = BackendConfig(name=args.backend, num_threads=args.threads, fp16=args.fp16,
+                           max_batch=args.max_batch, cache_dir=args.cache_dir)
+    print(export_model(args.model if args.model else model_dir(args.pair), config))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency benchmark: SimulEval latency, compute, streams, re-encode baseline")
     add_bench_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="export or compile the step graph for a backend into the artifact cache")
+    p.add_argument("--backend", required=True, choices=["onnx", "tensorrt", "compile"])
+    p.add_argument("--pair", default="en-es", help="shipped language pair (default: en-es)")
+    p.add_argument("--model", default=None, help="a model folder instead of a shipped pair")
+    p.add_argument("--fp16", action="store_true", help="tensorrt: build an fp16 engine")
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch the artifact serves (tensorrt, compile)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (compile warm-up)")
+    p.add_argument("--cache-dir", default=None, help="artifact cache (default $STREAMER_CACHE or ~/.cache/streamer)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="run the training recipe (stages: ssl,units,s2ut,vocoder,package)")
     p.add_argument("--config", required=True, help="recipe YAML, e.g. configs/train/en-es.yaml")

@@ -33,12 +33,48 @@ class Runner(Protocol):
     def step(self, audio: Tensor, state: S2STState) -> tuple[Tensor, Tensor, S2STState]: ...
 
 
+def available_backends() -> list[str]:
+    """Backends usable on this machine, best first: tensorrt (NVIDIA GPU + torch-tensorrt), onnx
+    (onnxruntime installed: the CPU default), compile (torch.compile with a C++ compiler or a GPU), eager."""
+    import shutil
+
+    import torch
+
+    from streamer.engine.onnx import onnx_available
+    from streamer.engine.tensorrt import tensorrt_available
+
+    names = []
+    if tensorrt_available():
+        names.append("tensorrt")
+    if onnx_available():
+        names.append("onnx")
+    if torch.cuda.is_available() or any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        names.append("compile")
+    return [*names, "eager"]
+
+
 def make_runner(model: S2STModel, config: BackendConfig) -> Runner:
-    """Wrap an in-memory model in the runner for `config.name`."""
+    """Wrap an in-memory model in the runner for `config.name`.
+
+    onnx and tensorrt export the model into the artifact cache on first use (keyed by its
+    fingerprint) and load it from there; compile warms up for batch 1, 2 and max_batch.
+    """
     if config.name == "eager":
         from streamer.engine.eager import EagerRunner
 
         return EagerRunner(model, num_threads=config.num_threads)
+    if config.name == "onnx":
+        from streamer.engine.onnx import load_onnx_runner
+
+        return load_onnx_runner(model, config)
+    if config.name == "compile":
+        from streamer.engine.compiled import make_compiled_runner
+
+        return make_compiled_runner(model, config)
+    if config.name == "tensorrt":
+        from streamer.engine.tensorrt import load_tensorrt_runner
+
+        return load_tensorrt_runner(model, config)
     raise BackendUnavailableError(f"unknown backend {config.name!r}; choose one of {', '.join(BACKENDS)}")
 
 
