@@ -162,14 +162,18 @@ class Recipe:
         torch.manual_seed(self.cfg.seed)
         model = S2STModel(self.cfg.model_config())
         model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
+        out = self.work / "s2ut.safetensors"
+        if self.cfg.s2ut.resume and out.is_file():
+            model.load_state_dict(load_file(str(out)))
+            log.info("s2ut: resuming from %s", out)
         train = self.data("train", src_lang=self.cfg.source_lang)
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
         dev_units, _ = self.target_units(dev)
         aug, _, _ = self.augmenters()
         history = s2ut.train(model, train, train_units, self.cfg.s2ut, dev_set=dev, dev_targets=dev_units,
-                             augment=aug)
-        save_weights(model, self.work / "s2ut.safetensors")
+                             augment=aug, checkpoint=lambda epoch: save_weights(model, out))
+        save_weights(model, out)
         write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
 
     def stage_vocoder(self) -> None:
@@ -183,6 +187,9 @@ class Recipe:
         idx = list(seen.values())
         fs = self.cfg.vocoder.frame_samples
         out = self.work / "vocoder.safetensors"
+        if self.cfg.vocoder_train.resume and out.is_file():
+            model.vocoder.load_state_dict(load_file(str(out)))
+            log.info("vocoder: resuming from %s", out)
         history = vocoder_train.train(
             model.vocoder, [frames[i] for i in idx], [train[i].tgt[: len(frames[i]) * fs] for i in idx],
             self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))

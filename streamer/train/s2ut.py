@@ -36,6 +36,7 @@ class S2UTConfig(DictConfig):
     encoder_lr_scale: float = 0.5         # the pretrained encoder moves slower
     warmup_steps: int = 300
     augment_prob: float = 0.8
+    resume: bool = False                  # start from the stage's last checkpoint when there is one
     seed: int = 0
 
 
@@ -83,7 +84,7 @@ def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.nda
 def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,
           dev_set: list[Utterance] | None = None, dev_targets: list[np.ndarray] | None = None,
           augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-          ) -> dict[str, list[float]]:
+          checkpoint: Callable[[int], None] | None = None) -> dict[str, list[float]]:
     """Train encoder + decoder in place with CTC. Returns history: loss per step, dev UER per epoch."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -125,5 +126,8 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             uer = evaluate(model, dev_set, dev_targets or [])
             history["dev_uer"].append(uer)
             log.info("s2ut epoch %d dev UER %.3f", epoch + 1, uer)
+        if checkpoint is not None:
+            model.eval()
+            checkpoint(epoch + 1)
     model.eval()
     return history

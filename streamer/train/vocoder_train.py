@@ -35,6 +35,7 @@ class VocoderTrainConfig(DictConfig):
     lr: float = 2e-3
     warmup_steps: int = 200
     wave_l1_weight: float = 1.0
+    resume: bool = False       # start from the stage's last checkpoint when there is one
     seed: int = 0
 
 
