@@ -86,7 +86,10 @@ def test_our_cost_is_flat_while_reencoding_grows(report: BenchReport) -> None:
 
 def test_stream_sweep_p99_grows_with_streams(report: BenchReport) -> None:
     points = [p for p in report.streams if p.backend == "eager"]
-    assert [p.streams for p in points] == [1, 4, 16, 64]
+    counts = [p.streams for p in points]
+    # The sweep stops at the first count that is not real time (how far it gets depends on the machine's load).
+    assert counts == [1, 4, 16, 64][: len(counts)] and len(counts) >= 2
+    assert len(counts) == 4 or not points[-1].realtime
     p99 = [p.rounds.p99_ms for p in points]
     assert p99[-1] > p99[0]
     # monotone-ish: at most one step down by more than half (a scheduling hiccup on a shared machine)
