@@ -151,6 +151,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from streamer.eval.run import main as run_eval
+
+    run_eval(args.config, pair=args.pair, model=args.model, backend=args.backend, limit=args.limit,
+             out_dir=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer", description="Streaming speech-to-speech translation")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -213,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency benchmark: SimulEval latency, compute, streams, re-encode baseline")
     add_bench_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("eval", help="judge translations of the held-out sets (offline Whisper, toplines beside)")
+    p.add_argument("--config", default=None, help="eval YAML, e.g. configs/eval/en-es.yaml")
+    p.add_argument("--pair", default=None, help="shipped pair to evaluate (default: the config's)")
+    p.add_argument("--model", default=None, help="a model folder instead of a shipped pair")
+    p.add_argument("--backend", default=None, choices=["eager", "compile", "onnx", "tensorrt"])
+    p.add_argument("--limit", type=int, default=None, help="utterances per sentence set")
+    p.add_argument("--out", default=None, help="write report.md/json/png here")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="export or compile the step graph for a backend into the artifact cache")
     p.add_argument("--backend", required=True, choices=["onnx", "tensorrt", "compile"])
