@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from streamer.config import reject_unknown_keys
 from streamer.eval import metrics
 from streamer.eval.judge import EvalConfigError, JudgeConfig, WhisperJudge, digit_candidates
 from streamer.eval.report import EvalReport, SetResult, SilenceResult
@@ -80,10 +81,7 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:
         """Build from a YAML mapping (`judge` a nested mapping); unknown keys raise `EvalConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise EvalConfigError(f"unknown eval keys {unknown}; known: {sorted(names)}")
+        reject_unknown_keys(cls, d, what="eval", error=EvalConfigError)
         d = dict(d)
         if isinstance(d.get("judge"), Mapping):
             d["judge"] = JudgeConfig.from_dict(d["judge"])

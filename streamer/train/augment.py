@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from streamer.config import reject_unknown_keys
 from streamer.errors import AudioError
 
 SAMPLE_RATE = 16_000
@@ -290,10 +291,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
         """Build from a YAML mapping; unknown keys raise ``ValueError``; lists become tuples."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown augment keys {unknown}; known: {sorted(names)}")
+        reject_unknown_keys(cls, d, what="augment")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def __post_init__(self) -> None:
