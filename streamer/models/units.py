@@ -64,6 +64,22 @@ def dedup(frame_units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return frame_units[starts].astype(np.int64), durations.astype(np.int64)
 
 
+def silent_units(frame_units: list[np.ndarray], audios: list[np.ndarray], num_units: int, *,
+                 frame_samples: int = 320, threshold_db: float = -40.0, min_share: float = 0.5) -> np.ndarray:
+    """Ids of the units that mostly label silence: over `min_share` of their frames below `threshold_db`.
+
+    frame_units[i] (T_i,) labels the 20 ms frames of audios[i] (zero-padded to T_i * frame_samples samples).
+    """
+    silent, total = np.zeros(num_units), np.zeros(num_units)
+    for units, audio in zip(frame_units, audios, strict=True):
+        n = len(units) * frame_samples
+        frames = np.pad(audio[:n], (0, max(0, n - len(audio)))).reshape(-1, frame_samples)
+        db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+        np.add.at(total, units[: len(frames)], 1)
+        np.add.at(silent, units[: len(frames)], db < threshold_db)
+    return np.flatnonzero((total > 0) & (silent > min_share * total))
+
+
 def edit_distance(a: np.ndarray | list, b: np.ndarray | list) -> int:
     """Levenshtein distance between two sequences."""
     prev = list(range(len(b) + 1))

@@ -23,7 +23,7 @@ from streamer.models.decoder import DecoderConfig
 from streamer.models.encoder import CausalEncoder, EncoderConfig
 from streamer.models.pacing import QueueConfig
 from streamer.models.s2st import S2STConfig, S2STModel
-from streamer.models.units import UnitConfig, UnitExtractor, dedup
+from streamer.models.units import UnitConfig, UnitExtractor, dedup, silent_units
 from streamer.models.vocoder import VocoderConfig
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
@@ -141,7 +141,13 @@ class Recipe:
         extractor = UnitExtractor(centroids, self.cfg.units)
         extractor.save(self.work / "units.safetensors")
         # The target units of every clip, from the features already computed (the cache the later stages read).
-        np.savez(self.work / "target_units.npz", **{k: extractor.frame_units(f).numpy() for k, f in feats.items()})
+        frame_units = {k: extractor.frame_units(f).numpy() for k, f in feats.items()}
+        np.savez(self.work / "target_units.npz", **frame_units)
+        # Units that stand for silence are left out of the decoder's targets: the queue makes silence by itself
+        # when it runs dry, and a decoder taught to open every utterance with them speaks at every stream start.
+        keys = list(frame_units)
+        silence = silent_units([frame_units[k] for k in keys], [clips[k] for k in keys], self.cfg.units.num_units)
+        (self.work / "silence_units.json").write_text(json.dumps(silence.tolist()))
         log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(clips))
 
     def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -156,7 +162,10 @@ class Recipe:
                 cache[key] = extractor.frame_units(layer_features(encoder, audio, extractor.cfg.layer)).numpy()
             np.savez(cache_path, **cache)
         frames = [cache[u.tgt_key] for u in utterances]
-        return [dedup(f)[0] for f in frames], frames
+        silence_path = self.work / "silence_units.json"
+        silence = np.asarray(json.loads(silence_path.read_text()) if silence_path.is_file() else [], dtype=np.int64)
+        deduped = [dedup(f)[0] for f in frames]
+        return [d[~np.isin(d, silence)] for d in deduped], frames
 
     def stage_s2ut(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -236,13 +245,21 @@ def unique_targets(utterances: list[Utterance]) -> dict[str, np.ndarray]:
     return {u.tgt_key: u.tgt for u in utterances}
 
 
+WARMUP_FRAMES = 25  # 0.5 s of silence before a clip, dropped after encoding
+
+
 def layer_features(encoder: CausalEncoder, audio: np.ndarray, layer: int) -> torch.Tensor:
-    """Encoder layer output for one clip: (T // 320, D), the clip zero-padded to a whole frame."""
+    """Encoder layer output for one clip: (ceil(T / 320), D), the clip zero-padded to a whole frame.
+
+    The causal encoder first hears `WARMUP_FRAMES` of silence, whose outputs are dropped: otherwise its
+    start-of-stream transient gives every clip the same first units, and a decoder trained on them learns
+    to say them at every stream start, whatever it hears.
+    """
     fs = encoder.cfg.frame_samples
-    padded = np.pad(audio, (0, -len(audio) % fs or 0)) if len(audio) % fs else audio
+    padded = np.pad(audio, (WARMUP_FRAMES * fs, -len(audio) % fs))
     with torch.no_grad():
         layers = encoder(torch.from_numpy(padded.astype(np.float32))[None], return_layers=True)
-    return layers[layer - 1][0]
+    return layers[layer - 1][0, WARMUP_FRAMES:]
 
 
 def unit_durations(frame_units: list[np.ndarray], num_units: int) -> torch.Tensor:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -30,12 +29,10 @@ def load_encoder(path: str | Path) -> CausalEncoder:
 
 def file_units(path: str | Path, encoder: CausalEncoder, extractor: UnitExtractor) -> tuple[np.ndarray, np.ndarray]:
     """(deduplicated units, their durations in 20 ms frames) of a speech file at any rate."""
+    from streamer.train.recipe import layer_features
+
     samples, _ = read_audio(path, sample_rate=encoder.cfg.sample_rate)
-    fs = encoder.cfg.frame_samples
-    samples = np.pad(samples, (0, -len(samples) % fs))
-    with torch.no_grad():
-        layers = encoder(torch.from_numpy(samples)[None], return_layers=True)
-    return dedup(extractor.frame_units(layers[extractor.cfg.layer - 1][0]).numpy())
+    return dedup(extractor.frame_units(layer_features(encoder, samples, extractor.cfg.layer)).numpy())
 
 
 def print_units(path: str | Path, *, model_dir: str | Path) -> None:

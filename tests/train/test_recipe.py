@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from streamer.models.checkpoint import load_model
-from streamer.models.units import dedup, edit_distance
+from streamer.models.units import dedup, edit_distance, silent_units
 from streamer.pipeline import Translator
 from streamer.train.recipe import Recipe, RecipeConfig
 
@@ -63,6 +64,37 @@ def test_training_is_reproducible(trained: tuple[RecipeConfig, Path], tmp_path: 
     a = (work / "encoder.safetensors").read_bytes()
     b = (tmp_path / "encoder.safetensors").read_bytes()
     assert a == b
+
+
+def test_silence_units_are_left_out_of_decoder_targets(trained: tuple[RecipeConfig, Path]) -> None:
+    cfg, work = trained
+    silence = json.loads((work / "silence_units.json").read_text())
+    recipe = Recipe(cfg)
+    targets, frames = recipe.target_units(recipe.data("train", src_lang=cfg.source_lang))
+    assert all(not set(t.tolist()) & set(silence) for t in targets)
+    assert sum(len(t) for t in targets) > 0
+
+
+def test_silent_units_by_energy() -> None:
+    loud, quiet = 0.5 * np.ones(320, dtype=np.float32), np.zeros(320, dtype=np.float32)
+    audio = np.concatenate([quiet, quiet, loud, loud, quiet, loud])
+    units = np.array([0, 0, 1, 2, 2, 2])  # unit 0: always silent; unit 2: silent 1 frame of 3
+    assert silent_units([units], [audio], 4).tolist() == [0]
+
+
+def test_layer_features_cover_the_clip_after_a_silent_warmup() -> None:
+    from streamer.models.encoder import CausalEncoder, EncoderConfig
+    from streamer.train.recipe import WARMUP_FRAMES, layer_features
+
+    torch.manual_seed(0)
+    enc = CausalEncoder(EncoderConfig(n_mels=16, dim=16, num_heads=2, num_layers=2, dropout=0.0)).eval()
+    clip = (0.1 * np.random.default_rng(0).standard_normal(320 * 7 + 100)).astype(np.float32)
+    feats = layer_features(enc, clip, 2)
+    assert feats.shape == (8, 16)
+    with torch.no_grad():
+        padded = np.pad(clip, (320 * WARMUP_FRAMES, 220)).astype(np.float32)
+        full = enc(torch.from_numpy(padded)[None], return_layers=True)[1][0]
+    torch.testing.assert_close(feats, full[WARMUP_FRAMES:], atol=1e-6, rtol=1e-6)
 
 
 def test_dedup_and_edit_distance() -> None:
