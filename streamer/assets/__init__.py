@@ -3,6 +3,7 @@ SHA256SUMS. Nothing is ever downloaded: what is here is what the package can loa
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from streamer.errors import ModelError
@@ -26,9 +27,16 @@ def model_dir(name: str, *, verify: bool = True) -> Path:
     return path
 
 
-def verify_checksums(path: Path) -> None:
-    from streamer.models.checkpoint import sha256
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
+
+def verify_checksums(path: Path) -> None:
     sums = path / "SHA256SUMS"
     if not sums.is_file():
         return

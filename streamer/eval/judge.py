@@ -16,7 +16,6 @@ Two ways to ask it what was said (see shared EVAL.md for why):
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.metadata as md
 import json
 import logging
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from streamer.assets import sha256
 from streamer.errors import BackendUnavailableError, ModelError, StreamerError
 from streamer.eval.metrics import peak_frame_db
 
@@ -87,14 +87,6 @@ def _record_pieces() -> list[_Piece]:
     return pieces
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _plan(pieces: Sequence[_Piece]) -> dict[str, list[_Piece]]:
     """Target file -> its pieces in order. Split files must have pieces 1..N with no gap or repeat."""
     plan: dict[str, list[_Piece]] = {}
@@ -129,7 +121,7 @@ def assemble_model(cache_dir: str | Path | None = None) -> Path:
         for p in ps:
             if not p.path.is_file():
                 raise JudgeUnavailableError(f"{p.path} is listed in its wheel's RECORD but missing; reinstall it")
-            actual = _sha256(p.path)
+            actual = sha256(p.path)
             if actual != p.sha256:
                 raise ModelError(f"{p.path}: sha256 {actual[:12]}... does not match RECORD {p.sha256[:12]}...; "
                                  "the judge wheel is corrupt: reinstall it")

@@ -314,7 +314,7 @@ def run_eval(config: EvalConfig, *, translator: Any = None, judge: WhisperJudge 
     weights = model_dir / "model.safetensors" if model_dir is not None else None
     digest = ""
     if weights is not None and weights.is_file():
-        from streamer.models.checkpoint import sha256
+        from streamer.assets import sha256
 
         digest = sha256(weights)
     return EvalReport(model_name, cfg.pair, judge_desc, tuple(results), silence, time.monotonic() - start,

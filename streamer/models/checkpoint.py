@@ -64,14 +64,6 @@ def load_model(path: str | Path) -> S2STModel:
     return model.eval()
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_fingerprint(model: S2STModel) -> str:
     """A short hash of config and weights, used to key compiled-artifact caches."""
     h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
@@ -81,4 +73,4 @@ def model_fingerprint(model: S2STModel) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["load_model", "save_model", "read_metadata", "sha256", "model_fingerprint"]
+__all__ = ["load_model", "save_model", "read_metadata", "model_fingerprint"]

@@ -150,18 +150,23 @@ class Recipe:
         (self.work / "silence_units.json").write_text(json.dumps(silence.tolist()))
         log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(clips))
 
-    def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per utterance: (deduplicated units, frame units) of its target audio, cached on disk."""
+    def frame_units(self, utterances: list[Utterance]) -> dict[str, np.ndarray]:
+        """Frame units of every target clip of `utterances`, by `tgt_key`, from the on-disk cache."""
         cache_path = self.work / "target_units.npz"
         cache = dict(np.load(cache_path)) if cache_path.is_file() else {}
-        missing = {u.tgt_key: u.tgt for u in utterances if u.tgt_key not in cache}
+        missing = unique_targets([u for u in utterances if u.tgt_key not in cache])
         if missing:
             encoder = self.load_ssl_encoder()
             extractor = UnitExtractor.load(self.work / "units.safetensors")
             for key, audio in missing.items():
                 cache[key] = extractor.frame_units(layer_features(encoder, audio, extractor.cfg.layer)).numpy()
             np.savez(cache_path, **cache)
-        frames = [cache[u.tgt_key] for u in utterances]
+        return {u.tgt_key: cache[u.tgt_key] for u in utterances}
+
+    def target_units(self, utterances: list[Utterance]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per utterance: (deduplicated units without silence units, frame units) of its target audio."""
+        by_key = self.frame_units(utterances)
+        frames = [by_key[u.tgt_key] for u in utterances]
         silence_path = self.work / "silence_units.json"
         silence = np.asarray(json.loads(silence_path.read_text()) if silence_path.is_file() else [], dtype=np.int64)
         deduped = [dedup(f)[0] for f in frames]
@@ -172,9 +177,7 @@ class Recipe:
         model = S2STModel(self.cfg.model_config())
         model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
         out = self.work / "s2ut.safetensors"
-        if self.cfg.s2ut.resume and out.is_file():
-            model.load_state_dict(load_file(str(out)))
-            log.info("s2ut: resuming from %s", out)
+        resume(model, out, enabled=self.cfg.s2ut.resume)
         train = self.data("train", src_lang=self.cfg.source_lang)
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
@@ -189,26 +192,23 @@ class Recipe:
         torch.manual_seed(self.cfg.seed)
         model = S2STModel(self.cfg.model_config())
         train = self.data("train", src_lang=self.cfg.source_lang)
-        _, frames = self.target_units(train)
-        seen: dict[str, int] = {}
-        for i, u in enumerate(train):
-            seen.setdefault(u.tgt_key, i)
-        idx = list(seen.values())
+        clips = unique_targets(train)
+        by_key = self.frame_units(train)
+        frames = [by_key[k] for k in clips]
         fs = self.cfg.vocoder.frame_samples
         out = self.work / "vocoder.safetensors"
-        if self.cfg.vocoder_train.resume and out.is_file():
-            model.vocoder.load_state_dict(load_file(str(out)))
-            log.info("vocoder: resuming from %s", out)
+        resume(model.vocoder, out, enabled=self.cfg.vocoder_train.resume)
         history = vocoder_train.train(
-            model.vocoder, [frames[i] for i in idx], [train[i].tgt[: len(frames[i]) * fs] for i in idx],
+            model.vocoder, frames, [audio[: len(f) * fs] for f, audio in zip(frames, clips.values(), strict=True)],
             self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))
         save_weights(model.vocoder, out)
         write_history(self.work / "vocoder_history.json", history, "vocoder training")
-        durations = unit_durations([frames[i] for i in idx], self.cfg.units.num_units)
+        durations = unit_durations(frames, self.cfg.units.num_units)
         save_file({"durations": durations}, str(self.work / "durations.safetensors"))
 
     def stage_package(self) -> Path:
-        from streamer.models.checkpoint import save_model, sha256
+        from streamer.assets import sha256
+        from streamer.models.checkpoint import save_model
 
         model = S2STModel(self.cfg.model_config())
         weights = load_file(str(self.work / "s2ut.safetensors"))
@@ -234,6 +234,13 @@ class Recipe:
             log.info("stage %s: start", stage)
             getattr(self, f"stage_{stage}")()
             log.info("stage %s: done in %.0f s", stage, time.time() - start)
+
+
+def resume(module: torch.nn.Module, path: Path, *, enabled: bool) -> None:
+    """Load a stage's last checkpoint into `module` when resuming is enabled and there is one."""
+    if enabled and path.is_file():
+        module.load_state_dict(load_file(str(path)))
+        log.info("resuming from %s", path)
 
 
 def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = None) -> None:
