@@ -251,10 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="corpus YAML, e.g. configs/corpus/default.yaml")
     p.set_defaults(func=cmd_corpus)
 
-    p = sub.add_parser("units", help="print the discrete units of a speech file")
+    p = sub.add_parser("units", help="print a speech file's units (k-means models) or its translation's phonemes")
     p.add_argument("input")
     p.add_argument("--pair", default="en-es", help="shipped pair whose target-language units to use")
-    p.add_argument("--units-dir", default=None, help="folder with units.safetensors and ssl_encoder.safetensors")
+    p.add_argument("--units-dir", default=None,
+                   help="model folder (phonemes.json, or units.safetensors + ssl_encoder.safetensors)")
     p.set_defaults(func=cmd_units)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,17 @@ def test_translate_of_a_missing_file_is_a_clear_error(tiny_model_dir: Path, tmp_
 
 
 def test_units_prints_the_units_of_a_file(capsys: pytest.CaptureFixture[str]) -> None:
-    if not (ROOT / "streamer/assets/en-es/units.safetensors").is_file():
-        pytest.skip("no shipped en-es model in this checkout")
+    shipped = ROOT / "streamer/assets/en-es"
     assert main(["units", str(ROOT / "examples/en_turn_on_the_light.wav")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    units = [int(u) for u in lines[0].split()]
-    assert units and all(0 <= u < 100 for u in units)
-    assert lines[1].startswith(f"# {len(units)} units")
+    if (shipped / "phonemes.json").is_file():  # phoneme units: the phonemes said in translation
+        names = set(json.loads((shipped / "phonemes.json").read_text())["phonemes"])
+        said = lines[0].split()
+        assert said and set(said) <= names and lines[1] == f"# {len(said)} phonemes said in translation"
+    else:
+        units = [int(u) for u in lines[0].split()]
+        assert units and all(0 <= u < 100 for u in units)
+        assert lines[1].startswith(f"# {len(units)} units")
 
 
 def test_devices_says_what_it_found(capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,8 +110,10 @@ def translate(translator: Any, samples: np.ndarray, *, sample_rate: int = SAMPLE
     return audio, result.units, rtf
 
 
-def _reference_units(model_dir: Path | None) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Target audio (T,) -> deduplicated reference units, with the model folder's own unit extractor."""
+def _reference_units(model_dir: Path | None, tgt_lang: str) -> Callable[[Any], np.ndarray] | None:
+    """Utterance -> deduplicated reference units of its target, with the model folder's own units."""
+    if model_dir is not None and (model_dir / "phonemes.json").is_file():
+        return _reference_phonemes(model_dir / "phonemes.json", tgt_lang)
     if model_dir is None or not (model_dir / "units.safetensors").is_file() or not (
             model_dir / "ssl_encoder.safetensors").is_file():
         return None
@@ -131,8 +133,23 @@ def _reference_units(model_dir: Path | None) -> Callable[[np.ndarray], np.ndarra
     encoder.eval()
     extractor = UnitExtractor.load(model_dir / "units.safetensors")
 
-    def units(audio: np.ndarray) -> np.ndarray:
-        return dedup(extractor.frame_units(layer_features(encoder, audio, extractor.cfg.layer)).numpy())[0]
+    def units(u: Any) -> np.ndarray:
+        return dedup(extractor.frame_units(layer_features(encoder, u.tgt, extractor.cfg.layer)).numpy())[0]
+
+    return units
+
+
+def _reference_phonemes(inventory_path: Path, tgt_lang: str) -> Callable[[Any], np.ndarray]:
+    """Utterance -> the target voice's phonemes for its target text (silence left out, as in training)."""
+    from streamer.models.units import dedup
+    from streamer.train.phonemes import PhonemeInventory, frame_phonemes
+    from streamer.train.synth import target_voice
+
+    inventory, voice = PhonemeInventory.load(inventory_path), target_voice(tgt_lang)
+
+    def units(u: Any) -> np.ndarray:
+        ids = dedup(inventory.ids(frame_phonemes(u.tgt_text, voice)))[0]
+        return ids[ids != 0]
 
     return units
 
@@ -166,7 +183,7 @@ class _Runner:
     """Holds the translator, the judge and the topline caches for one `run_eval`."""
 
     def __init__(self, cfg: EvalConfig, translator: Any, judge: WhisperJudge,
-                 ref_units: Callable[[np.ndarray], np.ndarray] | None) -> None:
+                 ref_units: Callable[[Any], np.ndarray] | None) -> None:
         from streamer.train.synth import target_voice
 
         self.cfg, self.translator, self.judge, self.ref_units = cfg, translator, judge, ref_units
@@ -203,7 +220,7 @@ class _Runner:
             top = self.topline_text[u.tgt_text]
             hyps.append(hyp), tops.append(top), refs.append(u.tgt_text), rtfs.append(rtf)
             if self.ref_units is not None:
-                hyp_units.append(units), ref_units.append(self.ref_units(u.tgt))
+                hyp_units.append(units), ref_units.append(self.ref_units(u))
             items.append({"id": u.id, "source": u.src_text, "reference": u.tgt_text, "hypothesis": hyp,
                           "topline_hypothesis": top, "silent": bool(silent),
                           "output_s": round(len(out) / self.translator.output_sample_rate, 2)})
@@ -279,9 +296,10 @@ def run_eval(config: EvalConfig, *, translator: Any = None, judge: WhisperJudge 
         model_dir = Path(cfg.model) if cfg.model else None
         model_name = cfg.model or type(translator).__name__
     judge = judge or WhisperJudge(cfg.judge)
-    ref_units = _reference_units(model_dir) if cfg.units else None
+    ref_units = _reference_units(model_dir, cfg.tgt_lang) if cfg.units else None
     if cfg.units and ref_units is None:
-        notes.append("unit error rate skipped: the model folder has no units.safetensors + ssl_encoder.safetensors")
+        notes.append("unit error rate skipped: the model folder has neither phonemes.json nor "
+                     "units.safetensors + ssl_encoder.safetensors")
     runner = _Runner(cfg, translator, judge, ref_units)
 
     def load(split: str, limit: int) -> list[Any]:

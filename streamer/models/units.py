@@ -26,6 +26,11 @@ def assign(x: Tensor, centroids: Tensor, *, block: int = 65536) -> Tensor:
 class UnitConfig:
     num_units: int = 100
     layer: int = 4  # encoder transformer layer (1-based) whose output is clustered
+    kind: str = "ssl"  # "ssl": k-means of SSL features; "phoneme": the espeak target voice's phonemes
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ssl", "phoneme"):
+            raise ModelError(f"units.kind must be 'ssl' or 'phoneme', not {self.kind!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

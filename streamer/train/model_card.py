@@ -19,12 +19,17 @@ def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Pa
                      corpus: str, metrics_md: str | None = None) -> Path:
     cfg = model.cfg
     params = {n: sum(p.numel() for p in getattr(model, n).parameters()) for n in ("encoder", "decoder", "vocoder")}
+    phonemes = out_dir / "phonemes.json"
+    units = (f"units: the target voice's {len(json.loads(phonemes.read_text())['phonemes'])} espeak-ng phonemes, "
+             "timed by espeak itself" if phonemes.is_file() else
+             f"{cfg.decoder.num_units} k-means units on layer features of the target voice")
     size_mb = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
     text = f"""# streamer model card: {name} ({cfg.source_lang} -> {cfg.target_lang})
 
-**What it is.** A streaming speech-to-speech translator: causal SSL encoder -> CTC unit decoder (2 slots per
-20 ms frame) -> unit queue -> causal iSTFT vocoder. {cfg.chunk_ms} ms chunks at {cfg.sample_rate} Hz in, the same
-audio duration out per chunk; algorithmic latency {model.algorithmic_latency_ms:.0f} ms (chunk + declared lookahead).
+**What it is.** A streaming speech-to-speech translator: causal SSL encoder -> CTC unit decoder
+({cfg.decoder.upsample} slot(s) per 20 ms frame) -> unit queue -> causal iSTFT vocoder. {cfg.chunk_ms} ms chunks
+at {cfg.sample_rate} Hz in, the same audio duration out per chunk; algorithmic latency
+{model.algorithmic_latency_ms:.0f} ms (chunk + declared lookahead).
 Parameters: encoder {params['encoder'] / 1e6:.2f} M, decoder {params['decoder'] / 1e6:.2f} M,
 vocoder {params['vocoder'] / 1e6:.2f} M; files here {size_mb:.1f} MB (safetensors, config in the header).
 
@@ -35,7 +40,7 @@ silence). Targets are one fixed espeak-ng voice per target language. No recordin
 
 **Training** (`configs/train/{name}.yaml`, `streamer train --config ...`): SSL masked prediction of MFCC
 clusters, final masked accuracy {_last(ssl_dir / 'ssl_history.json', 'masked_acc')};
-{cfg.decoder.num_units} k-means units on layer features of the target voice; S2UT CTC training, final dev unit
+{units}; S2UT CTC training, final dev unit
 error rate {_last(work_dir / 's2ut_history.json', 'dev_uer')}; vocoder final loss
 {_last(work_dir / 'vocoder_history.json', 'loss')}.
 

@@ -19,6 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from streamer.errors import StreamerError
 from streamer.models.decoder import DecoderConfig
 from streamer.models.encoder import CausalEncoder, EncoderConfig
 from streamer.models.pacing import QueueConfig
@@ -130,6 +131,8 @@ class Recipe:
         return encoder.eval()
 
     def stage_units(self) -> None:
+        if self.cfg.units.kind == "phoneme":
+            return self.phoneme_units()
         encoder = self.load_ssl_encoder()
         clips = unique_targets(self.data("train", src_lang=self.cfg.source_lang)
                                + self.data("dev", src_lang=self.cfg.source_lang))
@@ -150,16 +153,35 @@ class Recipe:
         (self.work / "silence_units.json").write_text(json.dumps(silence.tolist()))
         log.info("units: %d centroids from %d frames of %d target clips", len(centroids), len(x), len(clips))
 
+    def phoneme_units(self) -> None:
+        """Units = the espeak target voice's phonemes, frame by frame (`streamer.train.phonemes`)."""
+        from streamer.train.phonemes import PhonemeInventory
+
+        utts = self.data("train", src_lang=self.cfg.source_lang) + self.data("dev", src_lang=self.cfg.source_lang)
+        labels = phoneme_labels(utts, self.cfg.target_lang, self.cfg.encoder.frame_samples)
+        inventory = PhonemeInventory.build(list(labels.values()), self.cfg.units.num_units)
+        inventory.save(self.work / "phonemes.json")
+        np.savez(self.work / "target_units.npz", **{k: inventory.ids(v) for k, v in labels.items()})
+        (self.work / "silence_units.json").write_text(json.dumps([0]))
+        log.info("units: %d phonemes over %d target clips", len(inventory.names), len(labels))
+
     def frame_units(self, utterances: list[Utterance]) -> dict[str, np.ndarray]:
         """Frame units of every target clip of `utterances`, by `tgt_key`, from the on-disk cache."""
         cache_path = self.work / "target_units.npz"
         cache = dict(np.load(cache_path)) if cache_path.is_file() else {}
-        missing = unique_targets([u for u in utterances if u.tgt_key not in cache])
-        if missing:
+        todo = [u for u in utterances if u.tgt_key not in cache]
+        if todo and self.cfg.units.kind == "phoneme":
+            from streamer.train.phonemes import PhonemeInventory
+
+            inventory = PhonemeInventory.load(self.work / "phonemes.json")
+            labels = phoneme_labels(todo, self.cfg.target_lang, self.cfg.encoder.frame_samples)
+            cache.update({k: inventory.ids(v) for k, v in labels.items()})
+        elif todo:
             encoder = self.load_ssl_encoder()
             extractor = UnitExtractor.load(self.work / "units.safetensors")
-            for key, audio in missing.items():
+            for key, audio in unique_targets(todo).items():
                 cache[key] = extractor.frame_units(layer_features(encoder, audio, extractor.cfg.layer)).numpy()
+        if todo:
             np.savez(cache_path, **cache)
         return {u.tgt_key: cache[u.tgt_key] for u in utterances}
 
@@ -217,9 +239,12 @@ class Recipe:
         model.load_state_dict(weights)
         out = Path(self.cfg.output_dir)
         path = save_model(model.eval(), out, extra={"name": self.cfg.name, "recipe": json.dumps(self.cfg.name)})
-        shutil.copy(self.work / "units.safetensors", out / "units.safetensors")
+        unit_file = "phonemes.json" if self.cfg.units.kind == "phoneme" else "units.safetensors"
+        shutil.copy(self.work / unit_file, out / unit_file)
+        stale = "units.safetensors" if unit_file == "phonemes.json" else "phonemes.json"
+        (out / stale).unlink(missing_ok=True)  # the other kind's file from an earlier package
         shutil.copy(self.ssl_dir / "encoder.safetensors", out / "ssl_encoder.safetensors")
-        names = [path.name, "units.safetensors", "ssl_encoder.safetensors"]
+        names = [path.name, unit_file, "ssl_encoder.safetensors"]
         (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in names))
         from streamer.train.model_card import write_model_card
 
@@ -250,6 +275,27 @@ def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = N
 
 def unique_targets(utterances: list[Utterance]) -> dict[str, np.ndarray]:
     return {u.tgt_key: u.tgt for u in utterances}
+
+
+def phoneme_labels(utterances: list[Utterance], lang: str, frame_samples: int) -> dict[str, list[str]]:
+    """Frame phonemes of each distinct target clip, which must be the espeak target voice speaking its text."""
+    from streamer.train import synth
+    from streamer.train.phonemes import MismatchError, frame_phonemes
+
+    voice = synth.target_voice(lang)
+    labels: dict[str, list[str]] = {}
+    for u in utterances:
+        if u.tgt_key in labels:
+            continue
+        if not u.tgt_text:
+            raise StreamerError(f"{u.id}: phoneme units need the target text; use units.kind: ssl for this corpus")
+        try:
+            labels[u.tgt_key] = frame_phonemes(u.tgt_text, voice, frame_samples=frame_samples,
+                                               num_frames=-(-len(u.tgt) // frame_samples))
+        except MismatchError as e:
+            raise StreamerError(f"{u.id}: {e}; phoneme units need targets in the target voice (or tgt_text "
+                                "alone); use units.kind: ssl for recorded targets") from e
+    return labels
 
 
 WARMUP_FRAMES = 25  # 0.5 s of silence before a clip, dropped after encoding

@@ -34,6 +34,7 @@ SAMPLE_RATE = 16_000
 CACHE_VERSION = 1
 ENGINES = ("espeak-ng", "flite", "festival", "piper")
 PEAK = 0.9
+TRIM_MARGIN = int(0.08 * SAMPLE_RATE)  # silence kept each side of the speech
 
 ESPEAK_EN_BASES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                    "en-029", "en-us-nyc")
@@ -297,12 +298,22 @@ def _finish(audio: np.ndarray, sr: int) -> np.ndarray:
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if not np.isfinite(peak) or peak < 1e-4:
         raise SynthesisError("engine produced silent or non-finite audio")
+    start, end = trim_bounds(audio, peak)
+    return np.round(audio[start:end] * (PEAK / peak) * 32767).astype(np.int16)
+
+
+def loud_bounds(audio: np.ndarray, peak: float) -> tuple[int, int]:
+    """[start, end) of the 10 ms frames of 16 kHz `audio` within 40 dB of `peak`."""
     hop = SAMPLE_RATE // 100
     frames = np.abs(audio[: len(audio) // hop * hop]).reshape(-1, hop).max(axis=1)
     loud = np.flatnonzero(frames > peak * 10 ** (-40 / 20))
-    margin = int(0.08 * SAMPLE_RATE)
-    audio = audio[max(0, loud[0] * hop - margin): (loud[-1] + 1) * hop + margin]
-    return np.round(audio * (PEAK / peak) * 32767).astype(np.int16)
+    return loud[0] * hop, (loud[-1] + 1) * hop
+
+
+def trim_bounds(audio: np.ndarray, peak: float) -> tuple[int, int]:
+    """[start, end) of 16 kHz `audio` kept by the trim: `TRIM_MARGIN` beyond its loud part."""
+    first, last = loud_bounds(audio, peak)
+    return max(0, first - TRIM_MARGIN), last + TRIM_MARGIN
 
 
 def _to_float(pcm: np.ndarray) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""`streamer units in.wav`: the discrete units of a speech file (SSL encoder + k-means centroids)."""
+"""`streamer units in.wav`: the discrete units of a speech file.
+
+A model folder with k-means units (units.safetensors) gives the file's own units; one with phoneme units
+(phonemes.json) gives the phonemes the model says in translation, which is what one wants to look at when
+its output is hard to understand.
+"""
 
 from __future__ import annotations
 
@@ -35,9 +40,29 @@ def file_units(path: str | Path, encoder: CausalEncoder, extractor: UnitExtracto
     return dedup(extractor.frame_units(layer_features(encoder, samples, extractor.cfg.layer)).numpy())
 
 
+def translated_phonemes(path: str | Path, model_dir: Path) -> list[str]:
+    """The phonemes a phoneme-unit model emits for a speech file, in order."""
+    from streamer.pipeline import Translator
+    from streamer.train.phonemes import PhonemeInventory
+
+    names = PhonemeInventory.load(model_dir / "phonemes.json").names
+    translator = Translator.from_dir(model_dir)
+    samples, rate = read_audio(path)
+    session = translator.create_session("units")
+    session.accept_waveform(samples, sample_rate=rate)
+    session.input_finished()
+    translator.flush(session)
+    return [names[u] for u in session.result().units.tolist()]
+
+
 def print_units(path: str | Path, *, model_dir: str | Path) -> None:
-    """Print a file's units; `model_dir` holds units.safetensors and ssl_encoder.safetensors."""
+    """Print a file's units (k-means model folder) or its translation's phonemes (phoneme model folder)."""
     model_dir = Path(model_dir)
+    if (model_dir / "phonemes.json").is_file():
+        phonemes = translated_phonemes(path, model_dir)
+        print(" ".join(phonemes))
+        print(f"# {len(phonemes)} phonemes said in translation")
+        return
     encoder = load_encoder(model_dir / "ssl_encoder.safetensors")
     extractor = UnitExtractor.load(model_dir / "units.safetensors")
     units, durations = file_units(path, encoder, extractor)

@@ -130,3 +130,17 @@ def test_report_json_is_strict_and_markdown_handles_missing_values(tmp_path: Pat
     md = report.to_markdown()
     assert "-inf dBFS" in md and "| digits | digits | 0 |" in md and "- a note" in md
     assert report.save(tmp_path)["png"].is_file()
+
+
+def test_phoneme_reference_units_are_the_target_phonemes(tmp_path: Path, espeak: None) -> None:
+    from types import SimpleNamespace
+
+    from streamer.eval.run import _reference_units
+    from streamer.train.phonemes import PhonemeInventory
+
+    names = ("_", "D", "e", "n", "o", "s", "t", "u", "**")
+    PhonemeInventory(names).save(tmp_path / "phonemes.json")
+    units = _reference_units(tmp_path, "es")
+    assert units is not None
+    got = units(SimpleNamespace(tgt_text="uno dos tres", tgt=None))
+    assert [names[i] for i in got] == ["u", "n", "o", "D", "o", "s", "t", "**", "e", "s"]

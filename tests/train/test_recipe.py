@@ -101,3 +101,49 @@ def test_dedup_and_edit_distance() -> None:
     units, durations = dedup(np.array([3, 3, 5, 5, 5, 1, 3]))
     assert units.tolist() == [3, 5, 1, 3] and durations.tolist() == [2, 3, 1, 1]
     assert edit_distance([1, 2, 3], [1, 3]) == 1 and edit_distance([], [4, 4]) == 2
+
+
+@pytest.fixture(scope="module")
+def trained_phonemes(trained: tuple[RecipeConfig, Path], tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[RecipeConfig, Path]:
+    """The same tiny recipe with phoneme units, reusing the first run's SSL encoder."""
+    import yaml
+
+    base_cfg, base_work = trained
+    work = tmp_path_factory.mktemp("run_phonemes")
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    d.update(corpus=base_cfg.corpus, work_dir=str(work), output_dir=str(work / "model"), ssl_dir=str(base_work),
+             units={"kind": "phoneme", "num_units": 48})
+    (work / "tiny-phonemes.yaml").write_text(yaml.safe_dump(d))
+    cfg = RecipeConfig.from_yaml(work / "tiny-phonemes.yaml")
+    Recipe(cfg).run(["units", "s2ut", "vocoder", "package"])
+    return cfg, work
+
+
+def test_phoneme_units_label_every_frame_and_package(trained_phonemes: tuple[RecipeConfig, Path]) -> None:
+    from streamer.train.phonemes import PhonemeInventory
+
+    cfg, work = trained_phonemes
+    inventory = PhonemeInventory.load(work / "model/phonemes.json")
+    assert inventory.names[0] == "_" and 20 < len(inventory.names) <= 48
+    assert "phonemes.json" in (work / "model/SHA256SUMS").read_text()
+    recipe = Recipe(cfg)
+    train = recipe.data("train", src_lang=cfg.source_lang)
+    targets, frames = recipe.target_units(train)
+    for u, t, f in zip(train, targets, frames, strict=True):
+        assert len(f) == -(-len(u.tgt) // 320) and 0 not in t.tolist()
+        assert len(t) >= len(u.tgt_text.replace(" ", "")) // 2  # about one unit per letter
+    tr = Translator.from_dir(work / "model")
+    out = tr.translate_array(train[0].src, sample_rate=16_000)
+    assert len(out) >= len(train[0].src) and np.isfinite(out).all()
+
+
+def test_phoneme_units_refuse_targets_in_another_voice(trained_phonemes: tuple[RecipeConfig, Path]) -> None:
+    from streamer.errors import StreamerError
+    from streamer.train.recipe import phoneme_labels
+
+    cfg, _ = trained_phonemes
+    u = Recipe(cfg).data("train", src_lang=cfg.source_lang)[0]
+    other = replace(u, tgt=np.concatenate([u.tgt, u.tgt]), tgt_key="doubled")
+    with pytest.raises(StreamerError, match="units.kind: ssl"):
+        phoneme_labels([other], cfg.target_lang, 320)
