@@ -111,6 +111,12 @@ def unit_name(phoneme: str) -> str:
     return SILENCE if phoneme.startswith("_") or not phoneme.strip() else phoneme
 
 
+def phoneme_sequence(text: str, voice: synth.Voice) -> list[str]:
+    """The phonemes espeak-ng speaks for `text`, pauses left out."""
+    _, events = _Espeak.get().speak(text, voice)
+    return [name for name in (unit_name(p) for p, _ in events) if name != SILENCE]
+
+
 def frame_phonemes(text: str, voice: synth.Voice, *, frame_samples: int = 320,
                    num_frames: int | None = None) -> list[str]:
     """The phoneme heard at the centre of each 20 ms frame of `synth.synthesize(text, voice)`'s audio.

@@ -205,10 +205,39 @@ class Recipe:
         train_units, _ = self.target_units(train)
         dev_units, _ = self.target_units(dev)
         aug, _, _ = self.augmenters()
+        source = self.source_task(train) if self.cfg.s2ut.source_ctc_weight > 0 else None
+        head_out = self.work / "s2ut_source_head.safetensors"
+
+        def save(_: int = 0) -> None:
+            save_weights(model, out)
+            if source is not None:
+                save_weights(source.head, head_out)
+
+        if source is not None:
+            resume(source.head, head_out, enabled=self.cfg.s2ut.resume)
         history = s2ut.train(model, train, train_units, self.cfg.s2ut, dev_set=dev, dev_targets=dev_units,
-                             augment=aug, checkpoint=lambda epoch: save_weights(model, out))
-        save_weights(model, out)
+                             augment=aug, checkpoint=save, source=source)
+        save()
         write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
+
+    def source_task(self, train: list[Utterance]) -> s2ut.SourceTask:
+        """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text."""
+        from streamer.train import synth
+        from streamer.train.phonemes import PhonemeInventory, phoneme_sequence
+
+        if any(not u.src_text for u in train):
+            raise StreamerError("s2ut.source_ctc_weight needs the source text of every training utterance")
+        voice = synth.target_voice(self.cfg.source_lang)  # any espeak voice of the language: its phonemes
+        cache_path = self.work / "source_phonemes.json"
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        texts = sorted({u.src_text for u in train} - set(cache))
+        cache.update({t: phoneme_sequence(t, voice) for t in texts})
+        cache_path.write_text(json.dumps(cache, ensure_ascii=False))
+        inventory = PhonemeInventory.build([cache[u.src_text] for u in train], 10_000)
+        targets = [inventory.ids(cache[u.src_text]) for u in train]
+        head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
+        log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), self.cfg.s2ut.source_ctc_weight)
+        return s2ut.SourceTask(head, targets, self.cfg.s2ut.source_ctc_weight)
 
     def stage_vocoder(self) -> None:
         torch.manual_seed(self.cfg.seed)
@@ -239,12 +268,19 @@ class Recipe:
         model.load_state_dict(weights)
         out = Path(self.cfg.output_dir)
         path = save_model(model.eval(), out, extra={"name": self.cfg.name, "recipe": json.dumps(self.cfg.name)})
-        unit_file = "phonemes.json" if self.cfg.units.kind == "phoneme" else "units.safetensors"
-        shutil.copy(self.work / unit_file, out / unit_file)
-        stale = "units.safetensors" if unit_file == "phonemes.json" else "phonemes.json"
-        (out / stale).unlink(missing_ok=True)  # the other kind's file from an earlier package
-        shutil.copy(self.ssl_dir / "encoder.safetensors", out / "ssl_encoder.safetensors")
-        names = [path.name, unit_file, "ssl_encoder.safetensors"]
+        # k-means units need the SSL encoder to be computed; phoneme units are a table of names.
+        if self.cfg.units.kind == "phoneme":
+            unit_files, stale = {"phonemes.json": self.work / "phonemes.json"}, ["units.safetensors",
+                                                                                 "ssl_encoder.safetensors"]
+        else:
+            unit_files = {"units.safetensors": self.work / "units.safetensors",
+                          "ssl_encoder.safetensors": self.ssl_dir / "encoder.safetensors"}
+            stale = ["phonemes.json"]
+        for name in stale:  # the other kind's files from an earlier package
+            (out / name).unlink(missing_ok=True)
+        for name, src in unit_files.items():
+            shutil.copy(src, out / name)
+        names = [path.name, *unit_files]
         (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in names))
         from streamer.train.model_card import write_model_card
 

@@ -37,6 +37,10 @@ class S2UTConfig(DictConfig):
     warmup_steps: int = 300
     augment_prob: float = 0.8
     resume: bool = False                  # start from the stage's last checkpoint when there is one
+    source_ctc_weight: float = 0.0        # auxiliary CTC of the source phonemes on the encoder (training only)
+    # Silence after every clip, as the flush gives at run time: room to say the end of the translation
+    # after the last source word is heard (its CTC slots would otherwise lie before the evidence).
+    tail_silence_s: float = 0.64
     seed: int = 0
 
 
@@ -53,27 +57,47 @@ def greedy_units(logits: Tensor, blank: int) -> list[np.ndarray]:
     return [u[u >= 0].numpy() for u in units]
 
 
-def batch_loss(model: S2STModel, audio: Tensor, lengths: Tensor, targets: list[np.ndarray]) -> Tensor:
-    cfg = model.cfg
-    logits = ctc_logits(model, audio)
-    slots = torch.div(lengths, cfg.encoder.frame_samples, rounding_mode="floor") * cfg.decoder.upsample
+def ctc(logits: Tensor, slots: Tensor, targets: list[np.ndarray], blank: int) -> Tensor:
+    """Mean CTC loss of logits (B, S, V) with `slots` (B,) valid positions each."""
     flat = torch.from_numpy(np.concatenate(targets)).long()
     target_lengths = torch.tensor([len(t) for t in targets])
-    log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # (S, B, K+1)
-    return F.ctc_loss(log_probs, flat, slots.clamp(max=logits.shape[1]), target_lengths,
-                      blank=cfg.decoder.blank, zero_infinity=True)
+    log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)  # (S, B, V)
+    return F.ctc_loss(log_probs, flat, slots.clamp(max=logits.shape[1]), target_lengths, blank=blank,
+                      zero_infinity=True)
+
+
+@dataclass
+class SourceTask:
+    """Auxiliary task: the encoder also spells the source phonemes (CTC through `head`, blank = last id)."""
+
+    head: torch.nn.Linear
+    targets: list[np.ndarray]   # per training utterance, source phoneme ids
+    weight: float
+
+
+def batch_loss(model: S2STModel, audio: Tensor, lengths: Tensor, targets: list[np.ndarray],
+               source: tuple[SourceTask, list[np.ndarray]] | None = None) -> Tensor:
+    cfg = model.cfg
+    frames = torch.div(lengths, cfg.encoder.frame_samples, rounding_mode="floor")
+    encoded = model.encoder(audio)
+    loss = ctc(model.decoder(encoded), frames * cfg.decoder.upsample, targets, cfg.decoder.blank)
+    if source is not None:
+        task, source_targets = source
+        loss = loss + task.weight * ctc(task.head(encoded), frames, source_targets, task.head.out_features - 1)
+    return loss
 
 
 def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.ndarray],
-             *, batch_samples: int = 16_000 * 64) -> float:
-    """Unit error rate of greedy decoding on clean source audio."""
+             *, batch_samples: int = 16_000 * 64, tail_samples: int = 0) -> float:
+    """Unit error rate of greedy decoding on clean source audio (+ `tail_samples` of silence)."""
     model.eval()
     hyps: list[np.ndarray] = []
     refs: list[np.ndarray] = []
     rng = np.random.default_rng(0)
     with torch.no_grad():
         for idx in length_batches([len(u.src) for u in utterances], max_samples=batch_samples, rng=rng):
-            audio, lengths = pad_batch([utterances[i].src for i in idx], multiple=model.cfg.chunk_samples)
+            clips = [np.pad(utterances[i].src, (0, tail_samples)) for i in idx]
+            audio, lengths = pad_batch(clips, multiple=model.cfg.chunk_samples)
             logits = ctc_logits(model, audio)
             for j, units in zip(idx, greedy_units(logits, model.cfg.decoder.blank), strict=True):
                 hyps.append(units)
@@ -84,20 +108,24 @@ def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.nda
 def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,
           dev_set: list[Utterance] | None = None, dev_targets: list[np.ndarray] | None = None,
           augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-          checkpoint: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+          checkpoint: Callable[[int], None] | None = None, source: SourceTask | None = None
+          ) -> dict[str, list[float]]:
     """Train encoder + decoder in place with CTC. Returns history: loss per step, dev UER per epoch."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": enc_params, "scale": cfg.encoder_lr_scale},
-                             {"params": list(model.decoder.parameters()), "scale": 1.0}],
-                            lr=cfg.lr, weight_decay=0.01)
+    groups = [{"params": enc_params, "scale": cfg.encoder_lr_scale},
+              {"params": list(model.decoder.parameters()), "scale": 1.0}]
+    if source is not None:
+        groups.append({"params": list(source.head.parameters()), "scale": 1.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.01)
     lengths = [len(u.src) for u in train_set]
     steps_per_epoch = sum(1 for _ in length_batches(lengths, max_samples=cfg.max_batch_samples, rng=rng))
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     history: dict[str, list[float]] = {"loss": [], "dev_uer": []}
+    tail = int(cfg.tail_silence_s * model.cfg.sample_rate)
     step = 0
     for epoch in range(cfg.epochs):
         model.train()
@@ -110,8 +138,10 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             clips = [train_set[i].src for i in idx]
             if augment is not None:
                 clips = [augment(c, rng) if rng.random() < cfg.augment_prob else c for c in clips]
+            clips = [np.pad(c, (0, tail)) for c in clips]
             audio, lens = pad_batch(clips, multiple=model.cfg.chunk_samples)
-            loss = batch_loss(model, audio, lens, [train_targets[i] for i in idx])
+            aux = (source, [source.targets[i] for i in idx]) if source is not None else None
+            loss = batch_loss(model, audio, lens, [train_targets[i] for i in idx], aux)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, total) * group["scale"]
             opt.zero_grad()
@@ -123,7 +153,7 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             if step % 50 == 0:
                 log.info("s2ut step %d/%d loss %.3f", step, total, loss.item())
         if dev_set:
-            uer = evaluate(model, dev_set, dev_targets or [])
+            uer = evaluate(model, dev_set, dev_targets or [], tail_samples=tail)
             history["dev_uer"].append(uer)
             log.info("s2ut epoch %d dev UER %.3f", epoch + 1, uer)
         if checkpoint is not None:

@@ -41,6 +41,7 @@ def test_every_stage_writes_its_outputs(trained: tuple[RecipeConfig, Path]) -> N
     _, work = trained
     for name in ["encoder.safetensors", "ssl_history.json", "ssl_history.png", "units.safetensors",
                  "s2ut.safetensors", "s2ut_history.png", "vocoder.safetensors", "durations.safetensors",
+                 "s2ut_source_head.safetensors", "source_phonemes.json",
                  "model/model.safetensors", "model/units.safetensors", "model/SHA256SUMS"]:
         assert (work / name).is_file() and (work / name).stat().st_size > 0, name
 
@@ -147,3 +148,19 @@ def test_phoneme_units_refuse_targets_in_another_voice(trained_phonemes: tuple[R
     other = replace(u, tgt=np.concatenate([u.tgt, u.tgt]), tgt_key="doubled")
     with pytest.raises(StreamerError, match="units.kind: ssl"):
         phoneme_labels([other], cfg.target_lang, 320)
+
+
+def test_source_task_spells_each_source_text(trained: tuple[RecipeConfig, Path]) -> None:
+    """The auxiliary CTC targets are espeak-ng's phonemes of each source text, one id per phoneme."""
+    from streamer.train import synth
+    from streamer.train.phonemes import phoneme_sequence
+
+    cfg, work = trained
+    recipe = Recipe(cfg)
+    train = recipe.data("train", src_lang=cfg.source_lang)
+    task = recipe.source_task(train)
+    assert task.weight == 0.5 and task.head.in_features == cfg.encoder.dim
+    voice = synth.target_voice(cfg.source_lang)
+    for u, t in list(zip(train, task.targets, strict=True))[:5]:
+        assert len(t) == len(phoneme_sequence(u.src_text, voice)) >= 2
+        assert t.min() >= 1 and t.max() < task.head.out_features - 1  # never silence, never the blank
