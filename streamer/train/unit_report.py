@@ -410,10 +410,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=300, help="max pairs per condition")
     p.add_argument("--kmeans-clips", type=int, default=ReportConfig.kmeans_clips)
     p.add_argument("--layers", type=int, nargs="+", default=list(ReportConfig.layers))
+    p.add_argument("--num-units", type=int, default=ReportConfig.num_units, help="k-means K")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    cfg = ReportConfig(layers=tuple(a.layers), kmeans_clips=a.kmeans_clips)
+    cfg = ReportConfig(layers=tuple(a.layers), kmeans_clips=a.kmeans_clips, num_units=a.num_units)
     report = unit_report(a.encoder, a.manifest, a.out_dir, limit=a.limit, config=cfg)
     print(json.dumps({"best_layer": report["best_layer"], "mean_distance": report["mean_distance"]}, indent=1))
 
