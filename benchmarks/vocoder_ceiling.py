@@ -2,8 +2,9 @@
 
 For target sentences of a split, the vocoder speaks (a) the true frame units of the target clip and
 (b) the same units, deduplicated and re-timed with the queue's mean durations (what it gets at run
-time from a decoder that is never wrong). The Whisper judge transcribes both and the target voice
-itself (the topline); the table gives ASR-BLEU and WER of each.
+time from a decoder that is never wrong); a Griffin-Lim baseline speaks both from each unit's mean
+STFT magnitude in the target voice. The Whisper judge transcribes all and the target voice itself
+(the topline); the table gives ASR-BLEU and WER of each.
 
     python benchmarks/vocoder_ceiling.py --config configs/train/en-es.yaml --n 40 --out benchmarks/results/x
 """
@@ -33,6 +34,36 @@ def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
     return np.repeat(units, reps)
 
 
+N_FFT, HOP = 1024, 320  # one STFT frame per 20 ms unit frame
+
+
+def unit_spectra(frame_units: list[np.ndarray], audios: list[np.ndarray], num_units: int) -> torch.Tensor:
+    """Mean STFT magnitude of each unit over the target voice's frames: (K, N_FFT // 2 + 1)."""
+    total, count = torch.zeros(num_units, N_FFT // 2 + 1), torch.zeros(num_units)
+    window = torch.hann_window(N_FFT)
+    for units, audio in zip(frame_units, audios, strict=True):
+        x = torch.from_numpy(np.pad(audio, (0, max(0, len(units) * HOP - len(audio)))))
+        mag = torch.stft(x, N_FFT, HOP, window=window, return_complex=True).abs().T[: len(units)]
+        ids = torch.from_numpy(units[: len(mag)]).long()
+        total.index_add_(0, ids, mag)
+        count.index_add_(0, ids, torch.ones(len(ids)))
+    return total / count.clamp(min=1)[:, None]
+
+
+def griffin_lim(frames: np.ndarray, spectra: torch.Tensor, iterations: int = 32) -> np.ndarray:
+    """The baseline vocoder: each frame's unit's mean magnitude, phase by Griffin-Lim."""
+    mag = spectra[torch.from_numpy(frames).long()].T  # (F, T)
+    window = torch.hann_window(N_FFT)
+    length = len(frames) * HOP
+    phase = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=torch.Generator().manual_seed(0)))
+    for _ in range(iterations):
+        audio = torch.istft(mag * phase, N_FFT, HOP, window=window, length=length)
+        spec = torch.stft(audio, N_FFT, HOP, window=window, return_complex=True)[:, : mag.shape[1]]
+        phase = torch.exp(1j * spec.angle())
+    audio = torch.istft(mag * phase, N_FFT, HOP, window=window, length=length)
+    return (0.9 * audio / audio.abs().max().clamp(min=1e-6)).numpy()
+
+
 def speak(model: S2STModel, frames: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
@@ -58,14 +89,25 @@ def main() -> None:
         durations = unit_durations(list(recipe.frame_units(train).values()), cfg.units.num_units)
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
+    train = recipe.data("train", src_lang=cfg.source_lang)
+    clips = {u.tgt_key: u.tgt for u in train[:600]}
+    train_frames = recipe.frame_units(train[:600])
+    spectra = unit_spectra([train_frames[k] for k in clips], list(clips.values()), cfg.units.num_units)
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))
     lang, sr = cfg.target_lang, model.cfg.sample_rate
-    hyps: dict[str, list[str]] = {"target voice (topline)": [], "true frame units": [], "mean durations": []}
+    hyps: dict[str, list[str]] = {"target voice (topline)": [], "true frame units": [], "mean durations": [],
+                                  "Griffin-Lim baseline, true frame units": [],
+                                  "Griffin-Lim baseline, mean durations": []}
     for u in utts:
         frames = by_key[u.tgt_key]
         hyps["target voice (topline)"].append(judge.transcribe(u.tgt, sr, language=lang))
         hyps["true frame units"].append(judge.transcribe(speak(model, frames), sr, language=lang))
-        hyps["mean durations"].append(judge.transcribe(speak(model, retimed(frames, durations)), sr, language=lang))
+        timed = retimed(frames, durations)
+        hyps["mean durations"].append(judge.transcribe(speak(model, timed), sr, language=lang))
+        hyps["Griffin-Lim baseline, true frame units"].append(
+            judge.transcribe(griffin_lim(frames, spectra), sr, language=lang))
+        hyps["Griffin-Lim baseline, mean durations"].append(
+            judge.transcribe(griffin_lim(timed, spectra), sr, language=lang))
     refs = [u.tgt_text for u in utts]
     rows = {k: {"asr_bleu": metrics.asr_bleu(v, refs, lang=lang), "wer": metrics.wer(v, refs, lang=lang)}
             for k, v in hyps.items()}
