@@ -81,15 +81,14 @@ def main() -> None:
     recipe = Recipe(replace(cfg, train_limit=None))
     model = S2STModel(cfg.model_config()).eval()
     model.vocoder.load_state_dict(load_file(str(recipe.work / "vocoder.safetensors")))
+    train = recipe.data("train", src_lang=cfg.source_lang)
     path = recipe.work / "durations.safetensors"
     if path.is_file():
         durations = load_file(str(path))["durations"]
     else:  # the vocoder stage writes them when it ends; before that, the same from the training targets
-        train = recipe.data("train", src_lang=cfg.source_lang)
         durations = unit_durations(list(recipe.frame_units(train).values()), cfg.units.num_units)
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
-    train = recipe.data("train", src_lang=cfg.source_lang)
     clips = {u.tgt_key: u.tgt for u in train[:600]}
     train_frames = recipe.frame_units(train[:600])
     spectra = unit_spectra([train_frames[k] for k in clips], list(clips.values()), cfg.units.num_units)

@@ -198,11 +198,15 @@ class Translator:
 
     def translate_array(self, samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
         """Translate a whole recording, streamed chunk by chunk. Returns float32 audio at output rate."""
-        session = self.create_session()
+        return self.translate_whole(samples, sample_rate=sample_rate).read_output()
+
+    def translate_whole(self, samples: np.ndarray, *, sample_rate: int, stream_id: str = "0") -> Session:
+        """A fresh session fed a whole recording and flushed: its output and `result()` are complete."""
+        session = self.create_session(stream_id)
         session.accept_waveform(samples, sample_rate=sample_rate)
         session.input_finished()
         self.flush(session)
-        return session.read_output()
+        return session
 
     async def translate(self, source: AsyncIterator[np.ndarray], *, sample_rate: int,
                         session: Session | None = None) -> AsyncIterator[np.ndarray]:

@@ -101,10 +101,7 @@ class EvalConfig:
 def translate(translator: Any, samples: np.ndarray, *, sample_rate: int = SAMPLE_RATE
               ) -> tuple[np.ndarray, np.ndarray, float]:
     """One utterance through a fresh session: (audio at output rate, emitted units, real-time factor)."""
-    session = translator.create_session("eval")
-    session.accept_waveform(samples, sample_rate=sample_rate)
-    session.input_finished()
-    translator.flush(session)
+    session = translator.translate_whole(samples, sample_rate=sample_rate, stream_id="eval")
     audio, result = session.read_output(), session.result()
     rtf = float(result.chunk_compute_ms.sum()) / max(result.input_ms, 1e-9)
     return audio, result.units, rtf
@@ -141,17 +138,11 @@ def _reference_units(model_dir: Path | None, tgt_lang: str) -> Callable[[Any], n
 
 def _reference_phonemes(inventory_path: Path, tgt_lang: str) -> Callable[[Any], np.ndarray]:
     """Utterance -> the target voice's phonemes for its target text (silence left out, as in training)."""
-    from streamer.models.units import dedup
-    from streamer.train.phonemes import PhonemeInventory, frame_phonemes
+    from streamer.train.phonemes import PhonemeInventory
     from streamer.train.synth import target_voice
 
     inventory, voice = PhonemeInventory.load(inventory_path), target_voice(tgt_lang)
-
-    def units(u: Any) -> np.ndarray:
-        ids = dedup(inventory.ids(frame_phonemes(u.tgt_text, voice)))[0]
-        return ids[ids != 0]
-
-    return units
+    return lambda u: inventory.spoken(u.tgt_text, voice)
 
 
 def _load_translator(cfg: EvalConfig) -> tuple[Any, Path | None, str]:

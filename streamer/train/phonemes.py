@@ -28,7 +28,6 @@ from streamer.train import synth
 SILENCE = "_"  # every espeak pause phoneme (_, _:, _!, ...) is this one unit, id 0
 
 
-
 class MismatchError(StreamerError):
     """A target clip that is not the espeak target voice saying its text."""
 
@@ -123,10 +122,11 @@ def frame_phonemes(text: str, voice: synth.Voice, *, frame_samples: int = 320,
 
     `num_frames` defaults to the frames of that (trimmed) audio; frames beyond the speech are silence.
     """
-    pcm, events = _Espeak.get().speak(text, voice)
+    espeak = _Espeak.get()
+    pcm, events = espeak.speak(text, voice)
     if not events or not pcm.any():
         raise synth.SynthesisError(f"espeak-ng said nothing for {text!r}")
-    sr = _Espeak.get().sample_rate
+    sr = espeak.sample_rate
     audio = soxr.resample(pcm.astype(np.float32) / 32768, sr, synth.SAMPLE_RATE, quality="HQ")
     peak = float(np.max(np.abs(audio)))
     start, end = synth.trim_bounds(audio, peak)
@@ -166,6 +166,14 @@ class PhonemeInventory:
         if unknown:
             raise StreamerError(f"phonemes {unknown} are not in the inventory")
         return np.array([index[p] for p in phonemes], dtype=np.int64)
+
+    def spoken(self, text: str, voice: synth.Voice) -> np.ndarray:
+        """The units a decoder trained on `voice` should say for `text`: its frame phonemes, consecutive
+        duplicates merged and silence left out, exactly as the recipe makes decoder targets."""
+        from streamer.models.units import dedup
+
+        units = dedup(self.ids(frame_phonemes(text, voice)))[0]
+        return units[units != 0]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"silence": SILENCE, "phonemes": list(self.names)}, ensure_ascii=False))

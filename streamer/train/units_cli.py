@@ -48,10 +48,7 @@ def translated_phonemes(path: str | Path, model_dir: Path) -> list[str]:
     names = PhonemeInventory.load(model_dir / "phonemes.json").names
     translator = Translator.from_dir(model_dir)
     samples, rate = read_audio(path)
-    session = translator.create_session("units")
-    session.accept_waveform(samples, sample_rate=rate)
-    session.input_finished()
-    translator.flush(session)
+    session = translator.translate_whole(samples, sample_rate=rate, stream_id="units")
     return [names[u] for u in session.result().units.tolist()]
 
 
