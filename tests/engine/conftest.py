@@ -62,3 +62,25 @@ def runner_for(tiny: S2STModel, engine_cache: Path, request: pytest.FixtureReque
         return runners[name]
 
     return get
+
+
+Step = tuple[torch.Tensor, torch.Tensor]  # (audio, units) of one chunk step
+
+
+@pytest.fixture(scope="session")
+def step_together() -> Callable[[Runner, Runner, int], list[tuple[Step, Step]]]:
+    """`step_together(a, b, seed)`: both runners through the same 4 random chunks of a 2-stream batch,
+    each from its own initial state; per chunk, the pair of (audio, units)."""
+
+    def run(a: Runner, b: Runner, seed: int) -> list[tuple[Step, Step]]:
+        g = torch.Generator().manual_seed(seed)
+        sa, sb = a.init_state(2), b.init_state(2)
+        pairs = []
+        for _ in range(4):
+            audio = 0.5 * torch.randn(2, a.config.chunk_samples, generator=g)
+            ya, ua, sa = a.step(audio, sa)
+            yb, ub, sb = b.step(audio, sb)
+            pairs.append(((ya, ua), (yb, ub)))
+        return pairs
+
+    return run

@@ -58,18 +58,13 @@ def test_onnx_metadata_round_trip(tiny: S2STModel, onnx_path: Path) -> None:
 
 
 def test_onnx_cache_reload_is_identical(tiny: S2STModel, engine_cache: Path, onnx_path: Path,
-                                        runner_for: Callable[[str], Runner]) -> None:
+                                        runner_for: Callable[[str], Runner], step_together) -> None:
     first = runner_for("onnx")
     mtime = onnx_path.stat().st_mtime_ns
     again = make_runner(tiny, BackendConfig(name="onnx", num_threads=1, cache_dir=str(engine_cache)))
     assert onnx_path.stat().st_mtime_ns == mtime, "a cached graph must not be exported again"
     assert again.path == onnx_path and onnx_path.parent.name == model_fingerprint(tiny)
-    g = torch.Generator().manual_seed(4)
-    s1, s2 = first.init_state(2), again.init_state(2)
-    for _ in range(4):
-        audio = 0.5 * torch.randn(2, tiny.cfg.chunk_samples, generator=g)
-        a1, u1, s1 = first.step(audio, s1)
-        a2, u2, s2 = again.step(audio, s2)
+    for (a1, u1), (a2, u2) in step_together(first, again, 4):
         assert torch.equal(a1, a2) and torch.equal(u1, u2)  # same file, same runtime: bit-identical
 
 

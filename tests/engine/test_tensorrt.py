@@ -37,18 +37,13 @@ def test_export_model_tensorrt_unavailable(tiny: S2STModel, tmp_path: Path) -> N
 @pytest.mark.gpu
 @pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
 def test_tensorrt_cache_reload_is_identical(fp16: bool, tiny: S2STModel, engine_cache: Path,
-                                            runner_for: Callable[[str], Runner]) -> None:
+                                            runner_for: Callable[[str], Runner], step_together) -> None:
     first = runner_for("tensorrt-fp16" if fp16 else "tensorrt")  # builds into engine_cache (or skips)
     path = first.path
     mtime = path.stat().st_mtime_ns
     again = make_runner(tiny, BackendConfig(name="tensorrt", fp16=fp16, max_batch=8, cache_dir=str(engine_cache)))
     assert again.path == path and path.stat().st_mtime_ns == mtime, "a cached engine must not be rebuilt"
-    g = torch.Generator().manual_seed(5)
-    s1, s2 = first.init_state(2), again.init_state(2)
-    for _ in range(4):
-        audio = 0.5 * torch.randn(2, tiny.cfg.chunk_samples, generator=g)
-        a1, u1, s1 = first.step(audio, s1)
-        a2, u2, s2 = again.step(audio, s2)
+    for (a1, u1), (a2, u2) in step_together(first, again, 5):
         assert torch.equal(u1, u2)
         torch.testing.assert_close(a1, a2, atol=1e-6, rtol=0)  # same engine file; kernels are deterministic
     with pytest.raises(ValueError, match="max_batch"):
