@@ -96,7 +96,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-
 def _f(x: float | None, digits: int = 1, *, pct: bool = False) -> str:
     if x is None or not math.isfinite(x):
         return "—"

@@ -34,7 +34,6 @@ class DecoderConfig(DictConfig):
         return self.num_units
 
 
-
 class DecoderState(NamedTuple):
     transformer: TransformerState
     last_token: Tensor  # (B,) int64, the previous CTC slot's argmax (blank at the start)

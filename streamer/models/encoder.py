@@ -43,7 +43,6 @@ class EncoderConfig(DictConfig):
         return 2 * self.hop_samples
 
 
-
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 20.0) -> np.ndarray:
     """HTK-style triangular mel filters, shape (n_fft // 2 + 1, n_mels)."""
     def to_mel(f: np.ndarray) -> np.ndarray:

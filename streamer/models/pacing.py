@@ -32,7 +32,6 @@ class QueueConfig(DictConfig):
         return self.num_units
 
 
-
 class QueueState(NamedTuple):
     frames: Tensor  # (B, capacity) int64 unit id per queued frame (silence beyond `count`)
     count: Tensor   # (B,) int64 number of queued frames

@@ -85,6 +85,28 @@ def silent_units(frame_units: list[np.ndarray], audios: list[np.ndarray], num_un
     return np.flatnonzero((total > 0) & (silent > min_share * total))
 
 
+def edit_ops(hyp: np.ndarray | list, ref: np.ndarray | list) -> tuple[int, int, int]:
+    """Levenshtein alignment of `hyp` to `ref`: (substitutions, deletions, insertions) of one best path."""
+    n, m = len(ref), len(hyp)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
+    cost[:, 0] = np.arange(n + 1)
+    cost[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    subs = dels = ins = 0
+    i, j = n, m
+    while i or j:
+        if i and j and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            subs += int(ref[i - 1] != hyp[j - 1])
+            i, j = i - 1, j - 1
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            dels, i = dels + 1, i - 1
+        else:
+            ins, j = ins + 1, j - 1
+    return subs, dels, ins
+
+
 def edit_distance(a: np.ndarray | list, b: np.ndarray | list) -> int:
     """Levenshtein distance between two sequences."""
     prev = list(range(len(b) + 1))
@@ -102,4 +124,4 @@ def unit_error_rate(hyps: list, refs: list) -> float:
     return sum(edit_distance(h, r) for h, r in zip(hyps, refs, strict=True)) / max(total, 1)
 
 
-__all__ = ["UnitConfig", "UnitExtractor", "dedup", "edit_distance", "unit_error_rate"]
+__all__ = ["UnitConfig", "UnitExtractor", "dedup", "edit_distance", "edit_ops", "unit_error_rate"]

@@ -37,7 +37,6 @@ class VocoderConfig(DictConfig):
         return self.frame_samples // self.hop_samples
 
 
-
 class ConvNeXtBlock(nn.Module):
     """Causal depthwise conv + pointwise MLP with a residual. x (B, D, T)."""
 

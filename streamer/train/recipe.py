@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from streamer.models.vocoder import VocoderConfig
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
 from streamer.train.kmeans import kmeans
+
+if TYPE_CHECKING:
+    from streamer.train.phonemes import PhonemeInventory
 
 log = logging.getLogger(__name__)
 STAGES = ("ssl", "units", "s2ut", "vocoder", "package")
@@ -222,22 +226,29 @@ class Recipe:
 
     def source_task(self, train: list[Utterance]) -> s2ut.SourceTask:
         """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text."""
-        from streamer.train import synth
-        from streamer.train.phonemes import PhonemeInventory, phoneme_sequence
-
-        if any(not u.src_text for u in train):
-            raise StreamerError("s2ut.source_ctc_weight needs the source text of every training utterance")
-        voice = synth.target_voice(self.cfg.source_lang)  # any espeak voice of the language: its phonemes
-        cache_path = self.work / "source_phonemes.json"
-        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-        texts = sorted({u.src_text for u in train} - set(cache))
-        cache.update({t: phoneme_sequence(t, voice) for t in texts})
-        cache_path.write_text(json.dumps(cache, ensure_ascii=False))
-        inventory = PhonemeInventory.build([cache[u.src_text] for u in train], 10_000)
-        targets = [inventory.ids(cache[u.src_text]) for u in train]
+        inventory, targets = self.source_targets(train, train)
         head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
         log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), self.cfg.s2ut.source_ctc_weight)
         return s2ut.SourceTask(head, targets, self.cfg.s2ut.source_ctc_weight)
+
+    def source_targets(self, train: list[Utterance], utterances: list[Utterance]
+                       ) -> tuple[PhonemeInventory, list[np.ndarray]]:
+        """The source-phoneme inventory of `train` (the head's classes) and each utterance's phoneme ids."""
+        from streamer.train import synth
+        from streamer.train.phonemes import PhonemeInventory, phoneme_sequence
+
+        if any(not u.src_text for u in [*train, *utterances]):
+            raise StreamerError("source phonemes need the source text of every utterance")
+        voice = synth.target_voice(self.cfg.source_lang)  # any espeak voice of the language: its phonemes
+        cache_path = self.work / "source_phonemes.json"
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        texts = sorted({u.src_text for u in [*train, *utterances]} - set(cache))
+        if texts:
+            cache.update({t: phoneme_sequence(t, voice) for t in texts})
+            cache_path.write_text(json.dumps(cache, ensure_ascii=False))
+        inventory = PhonemeInventory.build([cache[u.src_text] for u in train], 10_000)
+        known = set(inventory.names)  # a held-out sentence may hold a phoneme training never had
+        return inventory, [inventory.ids([p for p in cache[u.src_text] if p in known]) for u in utterances]
 
     def stage_vocoder(self) -> None:
         torch.manual_seed(self.cfg.seed)

@@ -44,11 +44,6 @@ class S2UTConfig(DictConfig):
     seed: int = 0
 
 
-
-def ctc_logits(model: S2STModel, audio: Tensor) -> Tensor:
-    return model.decoder(model.encoder(audio))
-
-
 def greedy_units(logits: Tensor, blank: int) -> list[np.ndarray]:
     """CTC logits (B, S, K+1) -> per-utterance emitted units."""
     tokens = logits.argmax(-1)
@@ -87,22 +82,33 @@ def batch_loss(model: S2STModel, audio: Tensor, lengths: Tensor, targets: list[n
     return loss
 
 
-def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.ndarray],
-             *, batch_samples: int = 16_000 * 64, tail_samples: int = 0) -> float:
-    """Unit error rate of greedy decoding on clean source audio (+ `tail_samples` of silence)."""
+def decode(model: S2STModel, utterances: list[Utterance], *, tail_samples: int = 0,
+           source_head: torch.nn.Linear | None = None, batch_samples: int = 16_000 * 64
+           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Greedy CTC units of each utterance's clean source audio (+ `tail_samples` of silence), in order;
+    and, given the training-only `source_head`, the source phonemes it spells (else an empty list)."""
     model.eval()
-    hyps: list[np.ndarray] = []
-    refs: list[np.ndarray] = []
+    units: dict[int, np.ndarray] = {}
+    spelled: dict[int, np.ndarray] = {}
     rng = np.random.default_rng(0)
     with torch.no_grad():
         for idx in length_batches([len(u.src) for u in utterances], max_samples=batch_samples, rng=rng):
             clips = [np.pad(utterances[i].src, (0, tail_samples)) for i in idx]
-            audio, lengths = pad_batch(clips, multiple=model.cfg.chunk_samples)
-            logits = ctc_logits(model, audio)
-            for j, units in zip(idx, greedy_units(logits, model.cfg.decoder.blank), strict=True):
-                hyps.append(units)
-                refs.append(targets[j])
-    return unit_error_rate(hyps, refs)
+            audio, _ = pad_batch(clips, multiple=model.cfg.chunk_samples)
+            encoded = model.encoder(audio)
+            units.update(zip(idx, greedy_units(model.decoder(encoded), model.cfg.decoder.blank), strict=True))
+            if source_head is not None:
+                spelled.update(zip(idx, greedy_units(source_head(encoded), source_head.out_features - 1),
+                                   strict=True))
+    order = range(len(utterances))
+    return [units[i] for i in order], [spelled[i] for i in order] if spelled else []
+
+
+def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.ndarray],
+             *, batch_samples: int = 16_000 * 64, tail_samples: int = 0) -> float:
+    """Unit error rate of greedy decoding on clean source audio (+ `tail_samples` of silence)."""
+    hyps, _ = decode(model, utterances, tail_samples=tail_samples, batch_samples=batch_samples)
+    return unit_error_rate(hyps, targets)
 
 
 def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,

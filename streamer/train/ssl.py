@@ -43,7 +43,6 @@ class SSLConfig(DictConfig):
     seed: int = 0
 
 
-
 def mfcc_frames(encoder: CausalEncoder, audio: Tensor, n_mfcc: int = 13) -> Tensor:
     """Audio (B, T) -> MFCC + deltas at the 20 ms encoder frame rate, (B, T // 320, 2 * n_mfcc)."""
     with torch.no_grad():

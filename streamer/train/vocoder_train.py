@@ -39,7 +39,6 @@ class VocoderTrainConfig(DictConfig):
     seed: int = 0
 
 
-
 def stft_mag(x: Tensor, n_fft: int, hop: int) -> Tensor:
     window = torch.hann_window(n_fft, device=x.device)
     return torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp(min=1e-5)

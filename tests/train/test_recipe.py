@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from streamer.models.checkpoint import load_model
-from streamer.models.units import dedup, edit_distance, silent_units
+from streamer.models.units import dedup, edit_distance, edit_ops, silent_units
 from streamer.pipeline import Translator
 from streamer.train.recipe import Recipe, RecipeConfig
 
@@ -104,6 +105,18 @@ def test_dedup_and_edit_distance() -> None:
     assert edit_distance([1, 2, 3], [1, 3]) == 1 and edit_distance([], [4, 4]) == 2
 
 
+def test_edit_ops_split_the_distance() -> None:
+    """(substitutions, deletions, insertions) of hyp against ref; they always sum to the edit distance."""
+    assert edit_ops([1, 3], [1, 2, 3]) == (0, 1, 0)
+    assert edit_ops([1, 2, 9, 3], [1, 2, 3]) == (0, 0, 1)
+    assert edit_ops([1, 7, 3], [1, 2, 3]) == (1, 0, 0)
+    assert edit_ops([], [4, 4]) == (0, 2, 0) and edit_ops([5], []) == (0, 0, 1)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.integers(0, 4, rng.integers(0, 9)), rng.integers(0, 4, rng.integers(0, 9))
+        assert sum(edit_ops(a, b)) == edit_distance(a, b)
+
+
 @pytest.fixture(scope="module")
 def trained_phonemes(trained: tuple[RecipeConfig, Path], tmp_path_factory: pytest.TempPathFactory
                      ) -> tuple[RecipeConfig, Path]:
@@ -164,3 +177,28 @@ def test_source_task_spells_each_source_text(trained: tuple[RecipeConfig, Path])
     for u, t in list(zip(train, task.targets, strict=True))[:5]:
         assert len(t) == len(phoneme_sequence(u.src_text, voice)) >= 2
         assert t.min() >= 1 and t.max() < task.head.out_features - 1  # never silence, never the blank
+
+
+def test_diagnosis_separates_hearing_from_translating(trained: tuple[RecipeConfig, Path]) -> None:
+    """benchmarks/s2ut_diagnosis.py on the tiny model: both heads decode every utterance; the rates add up."""
+    import importlib.util
+
+    from streamer.train.s2ut import decode
+
+    spec = importlib.util.spec_from_file_location("s2ut_diagnosis", ROOT / "benchmarks/s2ut_diagnosis.py")
+    diagnosis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnosis)
+    cfg, work = trained
+    recipe = Recipe(cfg)
+    model = load_model(work / "model")
+    head = recipe.source_task(recipe.data("train", src_lang=cfg.source_lang)).head
+    head.load_state_dict(load_file(str(work / "s2ut_source_head.safetensors")))
+    dev = recipe.data("dev", src_lang=cfg.source_lang)
+    units, spelled = decode(model, dev, source_head=head)
+    assert len(units) == len(spelled) == len(dev)
+    assert decode(model, dev)[1] == []
+    row = diagnosis.diagnose(recipe, model, head, "dev", 10)
+    for part in ("target", "source"):
+        r = row[part]
+        assert r["error"] == pytest.approx(r["sub"] + r["del"] + r["ins"]) and r["error"] >= 0
+    assert "| dev |" in diagnosis.markdown([row], "x")

@@ -1,0 +1,114 @@
+"""Where does a speech-to-unit model go wrong: hearing the source, or saying the translation?
+
+For each held-out set of a recipe, on clean source audio: the target unit error of greedy CTC decoding,
+split into substitutions / deletions / insertions, and the source-phoneme error of the training-only
+auxiliary head (`s2ut.source_ctc_weight`) on the same encoder states. A source error close to the target
+error says the encoder is the bottleneck; a low source error with a high target error says the decoder
+is. No judge is needed: this runs in a couple of minutes on one CPU thread.
+
+    python benchmarks/s2ut_diagnosis.py --config configs/train/en-es.yaml --out benchmarks/results/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from streamer.models.s2st import S2STModel
+from streamer.models.units import edit_ops
+from streamer.train.recipe import Recipe, RecipeConfig
+from streamer.train.s2ut import decode
+
+SPLITS = ("dev", "unseen_voices", "unseen_sentences", "unseen_engine")
+
+
+def error_rates(hyps: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, float]:
+    """Error rate and its substitution / deletion / insertion parts, over the total reference length."""
+    ops = np.array([edit_ops(h, r) for h, r in zip(hyps, refs, strict=True)]).reshape(-1, 3).sum(0)
+    total = max(sum(len(r) for r in refs), 1)
+    subs, dels, ins = (float(x) / total for x in ops)
+    return {"error": subs + dels + ins, "sub": subs, "del": dels, "ins": ins}
+
+
+def diagnose(recipe: Recipe, model: S2STModel, head: torch.nn.Linear | None, split: str, limit: int) -> dict:
+    utts = recipe.data(split, src_lang=recipe.cfg.source_lang)[:limit]
+    if not utts:
+        return {}
+    refs, _ = recipe.target_units(utts)
+    tail = int(recipe.cfg.s2ut.tail_silence_s * recipe.cfg.encoder.sample_rate)
+    hyps, spelled = decode(model, utts, tail_samples=tail, source_head=head)
+    row = {"split": split, "n": len(utts), "target": error_rates(hyps, refs)}
+    if head is not None:
+        _, source_refs = recipe.source_targets(recipe.data("train", src_lang=recipe.cfg.source_lang), utts)
+        row["source"] = error_rates(spelled, source_refs)
+    return row
+
+
+def markdown(rows: list[dict], checkpoint: str) -> str:
+    lines = [f"# S2UT diagnosis of `{checkpoint}`", "",
+             "Clean source audio; greedy CTC. Rates over the reference length (sub + del + ins = error).", "",
+             "| set | n | target error | sub | del | ins | source phoneme error | sub | del | ins |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t, s = r["target"], r.get("source")
+        src = f"{s['error']:.3f} | {s['sub']:.3f} | {s['del']:.3f} | {s['ins']:.3f}" if s else "n/a | | |"
+        lines.append(f"| {r['split']} | {r['n']} | {t['error']:.3f} | {t['sub']:.3f} | {t['del']:.3f} | "
+                     f"{t['ins']:.3f} | {src} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(x - 0.2, [r["target"]["error"] for r in rows], 0.4, label="target units (translation)")
+    ax.bar(x + 0.2, [r["source"]["error"] if "source" in r else 0 for r in rows], 0.4, label="source phonemes")
+    ax.set_xticks(x, [r["split"] for r in rows])
+    ax.set_ylabel("error rate")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="training recipe config (its work_dir holds the checkpoints)")
+    p.add_argument("--checkpoint", help="S2UT weights (default: <work_dir>/s2ut.safetensors)")
+    p.add_argument("--head", help="source-phoneme head (default: <work_dir>/s2ut_source_head.safetensors if present)")
+    p.add_argument("--splits", nargs="+", default=list(SPLITS))
+    p.add_argument("--limit", type=int, default=100, help="utterances per set")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="folder for report.md, results.json, errors.png")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    recipe = Recipe(RecipeConfig.from_yaml(args.config))
+    checkpoint = Path(args.checkpoint or recipe.work / "s2ut.safetensors")
+    model = S2STModel(recipe.cfg.model_config())
+    model.load_state_dict(load_file(str(checkpoint)))
+    head_path = Path(args.head or recipe.work / "s2ut_source_head.safetensors")
+    head = None
+    if head_path.is_file():
+        weights = load_file(str(head_path))
+        head = torch.nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
+        head.load_state_dict(weights)
+    rows = [row for split in args.splits if (row := diagnose(recipe, model, head, split, args.limit))]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"checkpoint": str(checkpoint), "rows": rows}, indent=1))
+    (out / "report.md").write_text(markdown(rows, str(checkpoint)))
+    plot(rows, out / "errors.png")
+    print(markdown(rows, str(checkpoint)))
+
+
+if __name__ == "__main__":
+    main()
