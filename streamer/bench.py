@@ -30,25 +30,23 @@ of inputs:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import math
 import os
-import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamer.bench_latency import latency_run, rss_mb
 from streamer.bench_report import BenchReport, CostCurve, LatencyRun, StreamsPoint, UtteranceRun, write_report
 from streamer.errors import StreamerError
-from streamer.latency import ComputeStats, aggregate, compute_latency, segments_from_chunks
+from streamer.latency import ComputeStats
 
 if TYPE_CHECKING:
     from streamer.models.s2st import S2STModel
-    from streamer.pipeline import Session, Translator
+    from streamer.pipeline import Translator
 
 __all__ = ["BenchConfig", "BenchError", "BenchReport", "CostCurve", "LatencyRun", "StreamsPoint", "UtteranceRun",
            "add_bench_args", "cmd_bench", "load_inputs", "run_bench", "write_report"]
@@ -136,10 +134,6 @@ class BenchConfig:
         return cls(**{**data, **overrides})
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
 def load_inputs(config: BenchConfig, source_lang: str | None = None, sample_rate: int = 16_000,
                 ) -> list[tuple[str, np.ndarray]]:
     """(name, float32 samples at `sample_rate`) for the configured wav files and manifest rows."""
@@ -212,120 +206,6 @@ def resolve_backends(names: Sequence[str]) -> list[str]:
     return [k for k, ok in found.items() if ok] if isinstance(found, dict) else list(found)
 
 
-@dataclass
-class _Trace:
-    """One utterance's run: per group of k steps its output audio, step times (ms) and arrival (ms)."""
-
-    outputs: list[np.ndarray] = field(default_factory=list)
-    steps_ms: list[list[float]] = field(default_factory=list)
-    avail_ms: list[float] = field(default_factory=list)  # realtime only: wall clock since recording start
-    first_delivery_ms: float = 0.0
-
-
-def _step_group(tr: Translator, s: Session, k: int) -> tuple[np.ndarray, list[float]]:
-    """Up to k steps while the session is ready; returns their output audio and step times (ms)."""
-    times = []
-    for _ in range(k):
-        if not tr.is_ready(s):
-            break
-        t = time.perf_counter()
-        tr.step(s)
-        times.append(1000.0 * (time.perf_counter() - t))
-    return s.read_output(), times
-
-
-def _simulated(tr: Translator, audio: np.ndarray, k: int) -> _Trace:
-    s, trace, block = tr.create_session("bench"), _Trace(), k * tr.chunk_samples
-    for start in range(0, len(audio), block):
-        s.accept_waveform(audio[start:start + block], sample_rate=tr.sample_rate)
-        if start + block >= len(audio):
-            s.input_finished()
-        while tr.is_ready(s):
-            out, times = _step_group(tr, s, k)
-            trace.outputs.append(out)
-            trace.steps_ms.append(times)
-            if not s.finished:
-                break
-    return trace
-
-
-async def _realtime(tr: Translator, audio: np.ndarray, k: int) -> _Trace:
-    """Deliver one block per block duration (asyncio sleeps), step in the default executor."""
-    loop = asyncio.get_running_loop()
-    s, trace, block, rate = tr.create_session("bench"), _Trace(), k * tr.chunk_samples, tr.sample_rate
-    queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue()
-    t0 = time.perf_counter()
-
-    async def microphone() -> None:
-        for start in range(0, len(audio), block):
-            end = min(start + block, len(audio))
-            await asyncio.sleep(max(0.0, t0 + end / rate - time.perf_counter()))
-            if start == 0:
-                trace.first_delivery_ms = 1000.0 * (time.perf_counter() - t0)
-            await queue.put(audio[start:end])
-        await queue.put(None)
-
-    mic, delivered = asyncio.create_task(microphone()), 0
-    while (piece := await queue.get()) is not None:
-        s.accept_waveform(piece, sample_rate=rate)
-        delivered += len(piece)
-        if delivered >= len(audio):
-            s.input_finished()
-        while tr.is_ready(s) and (s.finished or delivered - s.chunks_done * tr.chunk_samples >= block):
-            out, times = await loop.run_in_executor(None, _step_group, tr, s, k)
-            trace.avail_ms.append(1000.0 * (time.perf_counter() - t0))
-            trace.outputs.append(out)
-            trace.steps_ms.append(times)
-    await mic
-    return trace
-
-
-def _score(trace: _Trace, name: str, source_ms: float, block_ms: float, chunk_ms: float, out_rate: int,
-           silence_db: float, realtime: bool) -> UtteranceRun:
-    group_ms = np.array([sum(t) for t in trace.steps_ms])
-    deliver = np.minimum(block_ms * np.arange(1, len(group_ms) + 1), source_ms)
-    if realtime:
-        avail, first = np.asarray(trace.avail_ms), trace.first_delivery_ms
-        lag = np.maximum.accumulate(np.maximum(avail - deliver, 0.0))
-        compute_s = np.diff(lag, prepend=0.0) / 1000.0
-    else:
-        avail, first = np.zeros(len(group_ms)), float(deliver[0])
-        for j in range(len(group_ms)):  # the paced clock
-            avail[j] = max(avail[j - 1] if j else 0.0, deliver[j]) + group_ms[j]
-        compute_s = group_ms / 1000.0
-    segments = segments_from_chunks(trace.outputs, sample_rate=out_rate, source_ms=source_ms, chunk_ms=block_ms,
-                                    compute_times_s=compute_s, silence_db=silence_db)
-    voiced = [j for j, out in enumerate(trace.outputs)
-              if segments_from_chunks([out], sample_rate=out_rate, source_ms=1.0, chunk_ms=1.0, silence_db=silence_db)]
-    ttfa = float(avail[voiced[0]] - first) if voiced else math.nan
-    steps_s = [t / 1000.0 for group in trace.steps_ms for t in group]
-    return UtteranceRun(name, source_ms, compute_latency(source_ms, segments), ttfa,
-                        ComputeStats.from_times(steps_s, chunk_ms))
-
-
-def _latency_run(tr: Translator, backend: str, utterances: Sequence[tuple[str, np.ndarray]], block_ms: int,
-                 config: BenchConfig, tick: Callable[[], None]) -> LatencyRun:
-    if block_ms % tr.config.chunk_ms:
-        raise BenchError(f"chunk size {block_ms} ms is not a multiple of the model's {tr.config.chunk_ms} ms chunk")
-    k, rss0 = block_ms // tr.config.chunk_ms, _rss_mb()
-    runs, steps = [], []
-    for name, audio in utterances:
-        if config.mode == "realtime":
-            trace = asyncio.run(_realtime(tr, audio, k))
-        else:
-            trace = _simulated(tr, audio, k)
-        source_ms = 1000.0 * len(audio) / tr.sample_rate
-        runs.append(_score(trace, name, source_ms, block_ms, tr.config.chunk_ms, tr.output_sample_rate,
-                           config.silence_db, config.mode == "realtime"))
-        steps += [t for group in trace.steps_ms for t in group]
-        tick()
-    ttfas = [r.ttfa_ms for r in runs if not math.isnan(r.ttfa_ms)]
-    return LatencyRun(backend, block_ms, config.mode, aggregate([r.latency for r in runs]),
-                      ComputeStats.from_times(np.asarray(steps) / 1000.0, tr.config.chunk_ms),
-                      float(np.mean(ttfas)) if ttfas else math.nan, _rss_mb(), _rss_mb() - rss0, tuple(runs),
-                      tuple(steps))
-
-
 def _warm(tr: Translator, n: int, batch: int = 1) -> None:
     sessions = [tr.create_session(f"warm{i}") for i in range(batch)]
     for s in sessions:
@@ -345,7 +225,7 @@ def streams_sweep(tr: Translator, backend: str, audio: np.ndarray, config: Bench
     need = (config.stream_rounds + config.warmup_chunks) * chunk
     tiled = np.resize(audio, need + len(audio))
     for n in sorted(config.streams):
-        rss0, sessions = _rss_mb(), [tr.create_session(f"s{i}") for i in range(n)]
+        rss0, sessions = rss_mb(), [tr.create_session(f"s{i}") for i in range(n)]
         for i, s in enumerate(sessions):  # each stream starts at a different place in the input
             offset = (i * 37 * chunk) % len(audio)
             s.accept_waveform(tiled[offset:offset + need], sample_rate=tr.sample_rate)
@@ -357,7 +237,7 @@ def streams_sweep(tr: Translator, backend: str, audio: np.ndarray, config: Bench
             tr.step_many(sessions)
             times.append(time.perf_counter() - t)
         stats = ComputeStats.from_times(times, tr.config.chunk_ms)
-        points.append(StreamsPoint(backend, n, stats, stats.p99_ms <= tr.config.chunk_ms, _rss_mb() - rss0))
+        points.append(StreamsPoint(backend, n, stats, stats.p99_ms <= tr.config.chunk_ms, rss_mb() - rss0))
         tick()
         if stats.p50_ms > tr.config.chunk_ms:  # saturated: larger N cannot keep up either
             break
@@ -430,8 +310,12 @@ def run_bench(config: BenchConfig) -> BenchReport:
                 skipped[backend] = f"{type(exc).__name__}: {exc}"
                 continue
             for block_ms in config.chunk_ms:
+                if block_ms % tr.config.chunk_ms:
+                    raise BenchError(f"chunk size {block_ms} ms is not a multiple of the model's "
+                                     f"{tr.config.chunk_ms} ms chunk")
                 tick = bar(f"{backend} latency {block_ms} ms ({config.mode})", len(utterances))
-                latency.append(_latency_run(tr, backend, utterances, block_ms, config, tick))
+                latency.append(latency_run(tr, backend, utterances, block_ms, mode=config.mode,
+                                           silence_db=config.silence_db, tick=tick))
             tick = bar(f"{backend} streams", len(config.streams))
             streams += streams_sweep(tr, backend, long_audio, config, tick)
             cost.append(stream_cost(tr, long_audio, f"streamer ({backend})", bar(f"{backend} long stream", n_long)))
