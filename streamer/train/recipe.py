@@ -54,7 +54,8 @@ class RecipeConfig:
     vocoder: VocoderConfig = field(default_factory=VocoderConfig)
     units: UnitConfig = field(default_factory=UnitConfig)
     ssl: ssl.SSLConfig = field(default_factory=ssl.SSLConfig)
-    s2ut: s2ut.S2UTConfig = field(default_factory=s2ut.S2UTConfig)
+    # S2UT phases, run in order, each continuing from the last (a YAML mapping is one phase, a list many)
+    s2ut_phases: tuple[s2ut.S2UTConfig, ...] = (s2ut.S2UTConfig(),)
     vocoder_train: vocoder_train.VocoderTrainConfig = field(default_factory=vocoder_train.VocoderTrainConfig)
     augment: dict = field(default_factory=dict)
     seed: int = 0
@@ -72,10 +73,15 @@ class RecipeConfig:
             queue=QueueConfig.from_dict({**d.get("queue", {}), "num_units": k}),
             vocoder=VocoderConfig.from_dict({**d.get("vocoder", {}), "num_units": k}),
             units=UnitConfig(**d.get("units", {})), ssl=ssl.SSLConfig.from_dict(d.get("ssl", {})),
-            s2ut=s2ut.S2UTConfig.from_dict(d.get("s2ut", {})),
+            s2ut_phases=s2ut_phases(d.get("s2ut", {})),
             vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
             augment=d.get("augment", {}), seed=d.get("seed", 0),
         )
+
+    @property
+    def s2ut(self) -> s2ut.S2UTConfig:
+        """The last S2UT phase: the settings the trained model was left with (tail silence, ...)."""
+        return self.s2ut_phases[-1]
 
     def model_config(self) -> S2STConfig:
         decoder = replace(self.decoder, input_dim=self.encoder.dim)
@@ -203,33 +209,43 @@ class Recipe:
         model = S2STModel(self.cfg.model_config())
         model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
         out = self.work / "s2ut.safetensors"
-        resume(model, out, enabled=self.cfg.s2ut.resume)
+        phases = self.cfg.s2ut_phases
+        resume(model, out, enabled=phases[0].resume)
         train = self.data("train", src_lang=self.cfg.source_lang)
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
         dev_units, _ = self.target_units(dev)
         aug, _, _ = self.augmenters()
-        source = self.source_task(train) if self.cfg.s2ut.source_ctc_weight > 0 else None
+        task = self.source_task(train) if any(p.source_ctc_weight > 0 for p in phases) else None
         head_out = self.work / "s2ut_source_head.safetensors"
 
         def save(_: int = 0) -> None:
             save_weights(model, out)
-            if source is not None:
-                save_weights(source.head, head_out)
+            if task is not None:
+                save_weights(task.head, head_out)
 
-        if source is not None:
-            resume(source.head, head_out, enabled=self.cfg.s2ut.resume)
-        history = s2ut.train(model, train, train_units, self.cfg.s2ut, dev_set=dev, dev_targets=dev_units,
-                             augment=aug, checkpoint=save, source=source)
+        if task is not None:
+            resume(task.head, head_out, enabled=phases[0].resume)
+        history: dict[str, list[float]] = {"loss": [], "dev_uer": []}
+        for n, phase in enumerate(phases, 1):
+            if len(phases) > 1:
+                log.info("s2ut phase %d/%d", n, len(phases))
+            source = replace(task, weight=phase.source_ctc_weight) if task and phase.source_ctc_weight > 0 else None
+            done = s2ut.train(model, train, train_units, phase, dev_set=dev, dev_targets=dev_units, augment=aug,
+                              checkpoint=save, source=source)
+            for key, values in done.items():
+                history[key] += values
         save()
         write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
 
     def source_task(self, train: list[Utterance]) -> s2ut.SourceTask:
-        """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text."""
+        """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text (weight: the
+        largest of the S2UT phases'; each phase trains with its own)."""
         inventory, targets = self.source_targets(train, train)
         head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
-        log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), self.cfg.s2ut.source_ctc_weight)
-        return s2ut.SourceTask(head, targets, self.cfg.s2ut.source_ctc_weight)
+        weight = max(p.source_ctc_weight for p in self.cfg.s2ut_phases)
+        log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), weight)
+        return s2ut.SourceTask(head, targets, weight)
 
     def source_targets(self, train: list[Utterance], utterances: list[Utterance]
                        ) -> tuple[PhonemeInventory, list[np.ndarray]]:
@@ -306,6 +322,14 @@ class Recipe:
             log.info("stage %s: start", stage)
             getattr(self, f"stage_{stage}")()
             log.info("stage %s: done in %.0f s", stage, time.time() - start)
+
+
+def s2ut_phases(raw: dict | list[dict]) -> tuple[s2ut.S2UTConfig, ...]:
+    """The `s2ut:` of a recipe YAML: one mapping, or a non-empty list of them (phases)."""
+    phases = raw if isinstance(raw, list) else [raw]
+    if not phases or not all(isinstance(p, dict) for p in phases):
+        raise StreamerError("s2ut must be a mapping of S2UT settings or a non-empty list of them (phases)")
+    return tuple(s2ut.S2UTConfig.from_dict(p) for p in phases)
 
 
 def resume(module: torch.nn.Module, path: Path, *, enabled: bool) -> None:

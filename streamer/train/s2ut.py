@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class S2UTConfig(DictConfig):
     epochs: int = 10
     max_steps: int | None = None          # cap on optimiser steps (the LR schedule spans min(total, cap))
+    stop_step: int | None = None          # end here although the schedule runs on (a run cut short, on record)
     max_batch_samples: int = 16_000 * 48  # padded audio per batch (48 s)
     lr: float = 1e-3
     encoder_lr_scale: float = 0.5         # the pretrained encoder moves slower
@@ -130,16 +131,17 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
+    stop = total if cfg.stop_step is None else min(total, cfg.stop_step)
     history: dict[str, list[float]] = {"loss": [], "dev_uer": []}
     tail = int(cfg.tail_silence_s * model.cfg.sample_rate)
     step = 0
     for epoch in range(cfg.epochs):
         model.train()
         batches = list(length_batches(lengths, max_samples=cfg.max_batch_samples, rng=rng))
-        if step >= total:
+        if step >= stop:
             break
         for idx in progress(batches, description=f"s2ut epoch {epoch + 1}/{cfg.epochs}"):
-            if step >= total:
+            if step >= stop:
                 break
             clips = [train_set[i].src for i in idx]
             if augment is not None:

@@ -202,3 +202,47 @@ def test_diagnosis_separates_hearing_from_translating(trained: tuple[RecipeConfi
         r = row[part]
         assert r["error"] == pytest.approx(r["sub"] + r["del"] + r["ins"]) and r["error"] >= 0
     assert "| dev |" in diagnosis.markdown([row], "x")
+
+
+def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """A list under `s2ut:` runs its phases in order on one model: a phase cut short by `stop_step`, then
+    one with the source task; the history is both phases', and the weights equal running them one by one."""
+    import yaml
+
+    from streamer.errors import StreamerError
+    from streamer.train.recipe import s2ut_phases
+
+    cfg, work = trained
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    first = {"epochs": 3, "max_steps": 20, "stop_step": 2, "warmup_steps": 1, "max_batch_samples": 320000}
+    second = {**d["s2ut"], "seed": 1}
+    d.update(corpus=cfg.corpus, ssl_dir=str(work), s2ut=[first, second])
+    chained_dir, stepwise_dir = tmp_path / "chained", tmp_path / "stepwise"
+    chained = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "chain.yaml", d)), work_dir=str(chained_dir))
+    assert [p.stop_step for p in chained.s2ut_phases] == [2, None] and chained.s2ut.seed == 1
+    chained_dir.mkdir()
+    shutil.copy(work / "target_units.npz", chained_dir)
+    shutil.copy(work / "silence_units.json", chained_dir)
+    Recipe(chained).run(["s2ut"])
+    history = json.loads((chained_dir / "s2ut_history.json").read_text())
+    assert len(history["dev_uer"]) == 2 and len(history["loss"]) > 2
+
+    stepwise_dir.mkdir()
+    for name in ("target_units.npz", "silence_units.json"):
+        shutil.copy(work / name, stepwise_dir)
+    for phase in (first, {**second, "resume": True}):
+        one = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "one.yaml", {**d, "s2ut": phase})),
+                      work_dir=str(stepwise_dir))
+        Recipe(one).run(["s2ut"])
+    a = load_file(str(chained_dir / "s2ut.safetensors"))
+    b = load_file(str(stepwise_dir / "s2ut.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(StreamerError, match="non-empty list"):
+        s2ut_phases([])
+
+
+def _write_yaml(path: Path, d: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(d))
+    return path
