@@ -24,7 +24,8 @@ from streamer.eval import metrics
 from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.models.units import dedup
-from streamer.train.recipe import Recipe, RecipeConfig, unit_durations
+from streamer.train.recipe import Recipe, RecipeConfig
+from streamer.train.targets import unit_durations
 
 
 def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:

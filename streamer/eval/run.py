@@ -119,7 +119,7 @@ def _reference_units(model_dir: Path | None, tgt_lang: str) -> Callable[[Any], n
 
     from streamer.models.encoder import CausalEncoder, EncoderConfig
     from streamer.models.units import UnitExtractor, dedup
-    from streamer.train.recipe import layer_features
+    from streamer.train.targets import layer_features
 
     with safe_open(str(model_dir / "ssl_encoder.safetensors"), framework="pt") as f:
         meta = (f.metadata() or {}).get("config")

@@ -34,7 +34,7 @@ def load_encoder(path: str | Path) -> CausalEncoder:
 
 def file_units(path: str | Path, encoder: CausalEncoder, extractor: UnitExtractor) -> tuple[np.ndarray, np.ndarray]:
     """(deduplicated units, their durations in 20 ms frames) of a speech file at any rate."""
-    from streamer.train.recipe import layer_features
+    from streamer.train.targets import layer_features
 
     samples, _ = read_audio(path, sample_rate=encoder.cfg.sample_rate)
     return dedup(extractor.frame_units(layer_features(encoder, samples, extractor.cfg.layer)).numpy())

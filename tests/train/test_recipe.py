@@ -86,7 +86,7 @@ def test_silent_units_by_energy() -> None:
 
 def test_layer_features_cover_the_clip_after_a_silent_warmup() -> None:
     from streamer.models.encoder import CausalEncoder, EncoderConfig
-    from streamer.train.recipe import WARMUP_FRAMES, layer_features
+    from streamer.train.targets import WARMUP_FRAMES, layer_features
 
     torch.manual_seed(0)
     enc = CausalEncoder(EncoderConfig(n_mels=16, dim=16, num_heads=2, num_layers=2, dropout=0.0)).eval()
@@ -154,7 +154,7 @@ def test_phoneme_units_label_every_frame_and_package(trained_phonemes: tuple[Rec
 
 def test_phoneme_units_refuse_targets_in_another_voice(trained_phonemes: tuple[RecipeConfig, Path]) -> None:
     from streamer.errors import StreamerError
-    from streamer.train.recipe import phoneme_labels
+    from streamer.train.targets import phoneme_labels
 
     cfg, _ = trained_phonemes
     u = Recipe(cfg).data("train", src_lang=cfg.source_lang)[0]
