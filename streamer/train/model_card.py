@@ -46,8 +46,9 @@ error rate {_last(work_dir / 's2ut_history.json', 'dev_uer')}; vocoder final los
 
 **Limits.** Vocabulary and syntax of the grammar only (numbers, times, days, months, colours, objects with
 quantities, short commands, greetings, questions). The output voice is a buzzy neural imitation of
-espeak-ng, its phonemes held for their mean durations. Trained in about an hour of one CPU core per stage:
-expect errors, more of them on unseen voices, in noise and on telephone audio (see the evaluation).
+espeak-ng, its phonemes held for their mean durations. Small, and trained in a few hours of one CPU core (the
+config lists every phase): expect errors, more of them on unseen voices, in noise and on telephone audio (see
+the evaluation).
 """
     if metrics_md:
         text += "\n## Evaluation\n\n" + metrics_md + "\n"
