@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 
 from safetensors import safe_open
@@ -24,7 +25,25 @@ def save_model(model: S2STModel, path: str | Path, *, extra: dict[str, str] | No
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {"config": json.dumps(model.cfg.to_dict()), **(extra or {})}
     save_file(tensors, str(path), metadata=metadata)
+    _sort_metadata(path)
     return path
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header with its metadata keys sorted, in place and at the same length.
+
+    safetensors writes metadata in hash-map order, which changes from save to save; sorted, the same
+    weights and config always give the same bytes (stable SHA256SUMS). The JSON is re-encoded the way
+    safetensors encodes it; should its length ever differ, the file is left as written.
+    """
+    with path.open("r+b") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(raw) <= size:
+            f.seek(8)
+            f.write(raw + b" " * (size - len(raw)))
 
 
 def weights_path(path: str | Path) -> Path:
