@@ -25,7 +25,7 @@ from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.models.units import dedup
 from streamer.train.recipe import Recipe, RecipeConfig
-from streamer.train.targets import unit_durations
+from streamer.train.targets import unique_targets, unit_durations
 
 
 def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
@@ -90,7 +90,7 @@ def main() -> None:
         durations = unit_durations(list(recipe.frame_units(train).values()), cfg.units.num_units)
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
-    clips = {u.tgt_key: u.tgt for u in train[:600]}
+    clips = unique_targets(train[:600])
     train_frames = recipe.frame_units(train[:600])
     spectra = unit_spectra([train_frames[k] for k in clips], list(clips.values()), cfg.units.num_units)
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))

@@ -87,20 +87,19 @@ def silent_units(frame_units: list[np.ndarray], audios: list[np.ndarray], num_un
 
 def edit_ops(hyp: np.ndarray | list, ref: np.ndarray | list) -> tuple[int, int, int]:
     """Levenshtein alignment of `hyp` to `ref`: (substitutions, deletions, insertions) of one best path."""
+    ref, hyp = np.asarray(ref).tolist(), np.asarray(hyp).tolist()  # Python values compare faster than numpy scalars
     n, m = len(ref), len(hyp)
-    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
+    cost = [list(range(m + 1))] + [[i] + [0] * m for i in range(1, n + 1)]
     for i in range(1, n + 1):
         for j in range(1, m + 1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]))
     subs = dels = ins = 0
     i, j = n, m
     while i or j:
-        if i and j and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
             subs += int(ref[i - 1] != hyp[j - 1])
             i, j = i - 1, j - 1
-        elif i and cost[i, j] == cost[i - 1, j] + 1:
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
             dels, i = dels + 1, i - 1
         else:
             ins, j = ins + 1, j - 1
@@ -109,13 +108,7 @@ def edit_ops(hyp: np.ndarray | list, ref: np.ndarray | list) -> tuple[int, int, 
 
 def edit_distance(a: np.ndarray | list, b: np.ndarray | list) -> int:
     """Levenshtein distance between two sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
+    return sum(edit_ops(a, b))
 
 
 def unit_error_rate(hyps: list, refs: list) -> float:

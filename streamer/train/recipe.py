@@ -254,12 +254,13 @@ class Recipe:
         from streamer.train import synth
         from streamer.train.phonemes import PhonemeInventory, phoneme_sequence
 
-        if any(not u.src_text for u in [*train, *utterances]):
+        everyone = [*train, *utterances]
+        if any(not u.src_text for u in everyone):
             raise StreamerError("source phonemes need the source text of every utterance")
         voice = synth.target_voice(self.cfg.source_lang)  # any espeak voice of the language: its phonemes
         cache_path = self.work / "source_phonemes.json"
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-        texts = sorted({u.src_text for u in [*train, *utterances]} - set(cache))
+        texts = sorted({u.src_text for u in everyone} - set(cache))
         if texts:
             cache.update({t: phoneme_sequence(t, voice) for t in texts})
             cache_path.write_text(json.dumps(cache, ensure_ascii=False))

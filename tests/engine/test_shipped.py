@@ -57,7 +57,6 @@ def test_shipped_model_onnx_equals_eager_on_held_out_speech(shipped) -> None:
         np.testing.assert_allclose(a.read_output(), b.read_output(), atol=AUDIO_ATOL, rtol=0)
 
 
-
 # Per pair: sentences of the grammar spoken by an espeak-ng variant held out of training (+f3), and their
 # reference translations. (The held-out engine is much harder for en-es: see its model card.)
 SAYINGS = {"en-es": [("where is the station", "dónde está la estación"),
