@@ -11,25 +11,23 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 
 from streamer.errors import StreamerError
-from streamer.models.decoder import DecoderConfig
-from streamer.models.encoder import CausalEncoder, EncoderConfig
-from streamer.models.pacing import QueueConfig
-from streamer.models.s2st import S2STConfig, S2STModel
-from streamer.models.units import UnitConfig, UnitExtractor, dedup, silent_units
-from streamer.models.vocoder import VocoderConfig
+from streamer.models.encoder import CausalEncoder
+from streamer.models.s2st import S2STModel
+from streamer.models.units import UnitExtractor, dedup, silent_units
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
+from streamer.train.grow import set_decoder_depth, transformer_depth
 from streamer.train.kmeans import kmeans
+from streamer.train.recipe_config import RecipeConfig
 from streamer.train.targets import layer_features, phoneme_labels, unique_targets, unit_durations
 
 if TYPE_CHECKING:
@@ -37,57 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STAGES = ("ssl", "units", "s2ut", "vocoder", "package")
-
-
-@dataclass(frozen=True)
-class RecipeConfig:
-    name: str
-    corpus: str
-    work_dir: str
-    output_dir: str
-    source_lang: str = "en"
-    target_lang: str = "es"
-    ssl_dir: str | None = None          # share one SSL encoder between directions
-    train_limit: int | None = None
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    queue: QueueConfig = field(default_factory=QueueConfig)
-    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
-    units: UnitConfig = field(default_factory=UnitConfig)
-    ssl: ssl.SSLConfig = field(default_factory=ssl.SSLConfig)
-    # S2UT phases, run in order, each continuing from the last (a YAML mapping is one phase, a list many)
-    s2ut_phases: tuple[s2ut.S2UTConfig, ...] = (s2ut.S2UTConfig(),)
-    vocoder_train: vocoder_train.VocoderTrainConfig = field(default_factory=vocoder_train.VocoderTrainConfig)
-    augment: dict = field(default_factory=dict)
-    seed: int = 0
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> RecipeConfig:
-        d = yaml.safe_load(Path(path).read_text())
-        k = d.get("units", {}).get("num_units", UnitConfig().num_units)
-        return cls(
-            name=d["name"], corpus=d["corpus"], work_dir=d["work_dir"], output_dir=d["output_dir"],
-            source_lang=d.get("source_lang", "en"), target_lang=d.get("target_lang", "es"),
-            ssl_dir=d.get("ssl_dir"), train_limit=d.get("train_limit"),
-            encoder=EncoderConfig.from_dict(d.get("encoder", {})),
-            decoder=DecoderConfig.from_dict({**d.get("decoder", {}), "num_units": k}),
-            queue=QueueConfig.from_dict({**d.get("queue", {}), "num_units": k}),
-            vocoder=VocoderConfig.from_dict({**d.get("vocoder", {}), "num_units": k}),
-            units=UnitConfig(**d.get("units", {})), ssl=ssl.SSLConfig.from_dict(d.get("ssl", {})),
-            s2ut_phases=s2ut_phases(d.get("s2ut", {})),
-            vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
-            augment=d.get("augment", {}), seed=d.get("seed", 0),
-        )
-
-    @property
-    def s2ut(self) -> s2ut.S2UTConfig:
-        """The last S2UT phase: the settings the trained model was left with (tail silence, ...)."""
-        return self.s2ut_phases[-1]
-
-    def model_config(self) -> S2STConfig:
-        decoder = replace(self.decoder, input_dim=self.encoder.dim)
-        return S2STConfig(self.encoder, decoder, self.queue, self.vocoder,
-                          source_lang=self.source_lang, target_lang=self.target_lang)
 
 
 class Recipe:
@@ -128,15 +75,33 @@ class Recipe:
     # -- stages -------------------------------------------------------------------------------
     def stage_ssl(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        encoder = CausalEncoder(self.cfg.encoder)
+        phases = self.cfg.ssl_phases
+        if phases[0].teacher_layer and not phases[0].resume:
+            raise StreamerError("ssl.teacher_layer (HuBERT iteration 2) needs an encoder to copy as its teacher: "
+                                f"a phase before it, or resume: true (the SSL encoder saved in {self.ssl_dir})")
+        history_path = self.ssl_dir / "ssl_history.json"
+        history: dict[str, list[float]] = {"loss": [], "masked_acc": []}
+        if phases[0].resume:
+            log.info("resuming from %s", self.ssl_dir / "encoder.safetensors")
+            encoder = self.load_ssl_encoder()
+            if history_path.is_file():  # one curve over every run (targets may change at a join)
+                history = json.loads(history_path.read_text())
+        else:
+            encoder = CausalEncoder(self.cfg.encoder)
         _, channel, speed = self.augmenters()
-        history = ssl.pretrain(encoder, self.data("train"), self.cfg.ssl, channel_augment=channel,
-                               speed_augment=speed)
+        for n, phase in enumerate(phases, 1):
+            if len(phases) > 1:
+                log.info("ssl phase %d/%d", n, len(phases))
+            done = ssl.pretrain(encoder, self.data("train"), phase, channel_augment=channel, speed_augment=speed)
+            for key, values in done.items():
+                history[key] = history.get(key, []) + values
         self.ssl_dir.mkdir(parents=True, exist_ok=True)
         save_weights(encoder, self.ssl_dir / "encoder.safetensors", config=self.cfg.encoder.to_dict())
-        write_history(self.ssl_dir / "ssl_history.json", history, "SSL pretraining")
+        write_history(history_path, history, "SSL pretraining")
 
     def load_ssl_encoder(self) -> CausalEncoder:
+        if not (self.ssl_dir / "encoder.safetensors").is_file():
+            raise StreamerError(f"no SSL encoder in {self.ssl_dir}: run the ssl stage first")
         encoder = CausalEncoder(self.cfg.encoder)
         encoder.load_state_dict(load_file(str(self.ssl_dir / "encoder.safetensors")))
         return encoder.eval()
@@ -207,11 +172,19 @@ class Recipe:
 
     def stage_s2ut(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        model = S2STModel(self.cfg.model_config())
-        model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
         out = self.work / "s2ut.safetensors"
         phases = self.cfg.s2ut_phases
-        resume(model, out, enabled=phases[0].resume)
+        depths = self.decoder_depths()
+        saved = load_file(str(out)) if phases[0].resume and out.is_file() else None
+        start = transformer_depth(saved, "decoder.transformer") if saved else depths[0]
+        if start > depths[0]:
+            raise StreamerError(f"{out} has {start} decoder layers, more than the first phase's {depths[0]}")
+        config = self.cfg.model_config()
+        model = S2STModel(replace(config, decoder=replace(config.decoder, num_layers=start)))
+        model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
+        if saved:
+            model.load_state_dict(saved)
+            log.info("resuming from %s", out)
         train = self.data("train", src_lang=self.cfg.source_lang)
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
@@ -231,6 +204,8 @@ class Recipe:
         for n, phase in enumerate(phases, 1):
             if len(phases) > 1:
                 log.info("s2ut phase %d/%d", n, len(phases))
+            if added := set_decoder_depth(model, depths[n - 1]):
+                log.info("decoder grown by %d identity layers to %d", added, depths[n - 1])
             source = replace(task, weight=phase.source_ctc_weight) if task and phase.source_ctc_weight > 0 else None
             done = s2ut.train(model, train, train_units, phase, dev_set=dev, dev_targets=dev_units, augment=aug,
                               checkpoint=save, source=source)
@@ -238,6 +213,15 @@ class Recipe:
                 history[key] += values
         save()
         write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
+
+    def decoder_depths(self) -> list[int]:
+        """Each S2UT phase's decoder depth: never shrinking, the last one the recipe's decoder.num_layers."""
+        final = self.cfg.decoder.num_layers
+        depths = [p.decoder_layers or final for p in self.cfg.s2ut_phases]
+        if depths != sorted(depths) or depths[-1] != final:
+            raise StreamerError(f"s2ut phase decoder_layers {depths} must not decrease and must end at "
+                                f"decoder.num_layers ({final})")
+        return depths
 
     def source_task(self, train: list[Utterance]) -> s2ut.SourceTask:
         """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text (weight: the
@@ -324,14 +308,6 @@ class Recipe:
             log.info("stage %s: start", stage)
             getattr(self, f"stage_{stage}")()
             log.info("stage %s: done in %.0f s", stage, time.time() - start)
-
-
-def s2ut_phases(raw: dict | list[dict]) -> tuple[s2ut.S2UTConfig, ...]:
-    """The `s2ut:` of a recipe YAML: one mapping, or a non-empty list of them (phases)."""
-    phases = raw if isinstance(raw, list) else [raw]
-    if not phases or not all(isinstance(p, dict) for p in phases):
-        raise StreamerError("s2ut must be a mapping of S2UT settings or a non-empty list of them (phases)")
-    return tuple(s2ut.S2UTConfig.from_dict(p) for p in phases)
 
 
 def resume(module: torch.nn.Module, path: Path, *, enabled: bool) -> None:

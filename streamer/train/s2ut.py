@@ -42,6 +42,9 @@ class S2UTConfig(DictConfig):
     # Silence after every clip, as the flush gives at run time: room to say the end of the translation
     # after the last source word is heard (its CTC slots would otherwise lie before the evidence).
     tail_silence_s: float = 0.64
+    # Decoder depth for this phase (None: the recipe's decoder.num_layers). A deeper phase after a shallower
+    # one adds identity blocks on top (streamer/train/grow.py), so a trained model can be deepened.
+    decoder_layers: int | None = None
     seed: int = 0
 
 

@@ -4,10 +4,14 @@ Iteration 1 clusters MFCCs of clean speech; the encoder sees an augmented copy o
 reverb, telephone band, ... but the same timing) with spans of frames masked, and predicts the clean
 frames' clusters. Targets from clean audio under an augmented input teach augmentation invariance.
 Because the encoder is causal, a masked frame is predicted from its past only (predictive coding).
+
+Iteration 2 (`teacher_layer` > 0) clusters a layer of the encoder it starts from instead of MFCCs: a frozen
+copy of that encoder (the teacher) hears the clean audio and its layer features, k-means'd, are the targets.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -24,6 +28,7 @@ from streamer.models.encoder import CausalEncoder
 from streamer.train.data import Utterance, random_crop
 from streamer.train.kmeans import kmeans
 from streamer.train.progress import progress
+from streamer.train.targets import WARMUP_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class SSLConfig(DictConfig):
     mask_span: int = 10
     unmasked_weight: float = 0.1
     kmeans_frames: int = 100_000
+    teacher_layer: int = 0     # 0: MFCC targets (iteration 1); n: clusters of layer n of the starting encoder
+    resume: bool = False       # start from the SSL encoder already saved (required for teacher_layer > 0)
     seed: int = 0
 
 
@@ -57,19 +64,37 @@ def mfcc_frames(encoder: CausalEncoder, audio: Tensor, n_mfcc: int = 13) -> Tens
         return torch.cat([mfcc, delta], dim=-1)
 
 
-def fit_mfcc_clusters(encoder: CausalEncoder, clips: list[np.ndarray], cfg: SSLConfig) -> tuple[Tensor, Tensor]:
-    """k-means over MFCC frames of clean clips. Returns (centroids (K, D), feature mean/std (2, D))."""
-    feats = []
-    for clip in clips:
-        n = len(clip) // 320 * 320
-        if n:
-            feats.append(mfcc_frames(encoder, torch.from_numpy(clip[:n])[None])[0])
-    x = torch.cat(feats)
-    stats = torch.stack([x.mean(0), x.std(0) + 1e-5])
-    x = (x - stats[0]) / stats[1]
-    if len(x) > cfg.kmeans_frames:
-        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.kmeans_frames]]
-    return kmeans(x, cfg.num_clusters, seed=cfg.seed), stats
+class Targets:
+    """Frame cluster targets of clean audio: nearest centroid of normalised MFCC or teacher-layer features."""
+
+    def __init__(self, features: Callable[[Tensor], Tensor], clips: list[np.ndarray], cfg: SSLConfig) -> None:
+        self.features = features
+        x = torch.cat([features(torch.from_numpy(c[: len(c) // 320 * 320])[None])[0] for c in clips
+                       if len(c) >= 320])
+        self.stats = torch.stack([x.mean(0), x.std(0) + 1e-5])
+        x = (x - self.stats[0]) / self.stats[1]
+        if len(x) > cfg.kmeans_frames:
+            x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.kmeans_frames]]
+        self.centroids = kmeans(x, cfg.num_clusters, seed=cfg.seed)
+
+    def __call__(self, clean: Tensor) -> Tensor:
+        feats = (self.features(clean) - self.stats[0]) / self.stats[1]
+        b, t, d = feats.shape
+        return ((feats.reshape(-1, d)[:, None] - self.centroids[None]) ** 2).sum(-1).argmin(-1).view(b, t)
+
+
+def teacher_features(encoder: CausalEncoder, layer: int) -> Callable[[Tensor], Tensor]:
+    """Layer `layer` of a frozen copy of `encoder` on (B, T) audio, after `WARMUP_FRAMES` of silence."""
+    teacher = copy.deepcopy(encoder).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    fs = encoder.cfg.frame_samples
+
+    def features(audio: Tensor) -> Tensor:
+        with torch.no_grad():
+            layers = teacher(F.pad(audio, (WARMUP_FRAMES * fs, 0)), return_layers=True)
+        return layers[layer - 1][:, WARMUP_FRAMES:]
+    return features
 
 
 def span_mask(batch: int, frames: int, cfg: SSLConfig, gen: torch.Generator) -> Tensor:
@@ -113,8 +138,12 @@ def pretrain(encoder: CausalEncoder, utterances: list[Utterance], cfg: SSLConfig
     clips = [u.src for u in utterances] + [u.tgt for u in utterances[: len(utterances) // 3]]
     t0 = time.time()
     subset = rng.choice(len(clips), min(len(clips), 3000), replace=False)
-    centroids, stats = fit_mfcc_clusters(encoder, [clips[i] for i in subset], cfg)
-    log.info("ssl: %d MFCC clusters fitted in %.1f s", cfg.num_clusters, time.time() - t0)
+    if cfg.teacher_layer:
+        features, source = teacher_features(encoder, cfg.teacher_layer), f"teacher layer {cfg.teacher_layer}"
+    else:
+        features, source = (lambda audio: mfcc_frames(encoder, audio)), "MFCC"
+    targets_of = Targets(features, [clips[i] for i in subset], cfg)
+    log.info("ssl: %d %s clusters fitted in %.1f s", cfg.num_clusters, source, time.time() - t0)
     head = SSLHead(encoder.cfg.dim, cfg.num_clusters)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
@@ -131,10 +160,8 @@ def pretrain(encoder: CausalEncoder, utterances: list[Utterance], cfg: SSLConfig
             noisy.append(channel_augment(x, rng)[:crop] if channel_augment else x)
         clean_t = torch.from_numpy(np.stack(clean).astype(np.float32))
         noisy_t = torch.from_numpy(np.stack(noisy).astype(np.float32))
-        feats = (mfcc_frames(encoder, clean_t) - stats[0]) / stats[1]
-        b, t, d = feats.shape
-        targets = ((feats.reshape(-1, d)[:, None] - centroids[None]) ** 2).sum(-1).argmin(-1).view(b, t)
-        mask = span_mask(b, t, cfg, gen)
+        targets = targets_of(clean_t)
+        mask = span_mask(*targets.shape, cfg, gen)
         logits = masked_forward(encoder, head, noisy_t, mask)
         ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         loss = ce[mask].mean() + cfg.unmasked_weight * ce[~mask].mean()

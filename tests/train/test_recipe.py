@@ -210,7 +210,8 @@ def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tm
     import yaml
 
     from streamer.errors import StreamerError
-    from streamer.train.recipe import s2ut_phases
+    from streamer.train.recipe_config import phases_of
+    from streamer.train.s2ut import S2UTConfig
 
     cfg, work = trained
     d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
@@ -238,7 +239,7 @@ def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tm
     b = load_file(str(stepwise_dir / "s2ut.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(StreamerError, match="non-empty list"):
-        s2ut_phases([])
+        phases_of([], S2UTConfig, "s2ut")
 
 
 def _write_yaml(path: Path, d: dict) -> Path:
@@ -246,3 +247,88 @@ def _write_yaml(path: Path, d: dict) -> Path:
 
     path.write_text(yaml.safe_dump(d))
     return path
+
+
+def test_ssl_iteration_two_learns_the_teachers_clusters(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """HuBERT iteration 2: targets are k-means clusters of a layer of a frozen copy of the encoder so far.
+    As a second SSL phase it gives the same weights as resuming the first phase's saved encoder; the loss
+    curve covers both; a first phase with a teacher but nothing to copy is refused."""
+    from streamer.errors import StreamerError
+    from streamer.models.encoder import CausalEncoder
+    from streamer.train import ssl
+
+    cfg, work = trained
+    iteration_two = replace(cfg.ssl, teacher_layer=2, seed=1)
+    chained = replace(cfg, work_dir=str(tmp_path / "chained"), ssl_dir=None, ssl_phases=(cfg.ssl, iteration_two))
+    Recipe(chained).run(["ssl"])
+    (tmp_path / "stepwise").mkdir()
+    shutil.copy(work / "encoder.safetensors", tmp_path / "stepwise")
+    shutil.copy(work / "ssl_history.json", tmp_path / "stepwise")
+    first = load_file(str(work / "encoder.safetensors"))
+    stepwise = replace(cfg, work_dir=str(tmp_path / "stepwise"), ssl_dir=None,
+                       ssl_phases=(replace(iteration_two, resume=True),))
+    Recipe(stepwise).run(["ssl"])
+    a = load_file(str(tmp_path / "chained/encoder.safetensors"))
+    b = load_file(str(tmp_path / "stepwise/encoder.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and any(not torch.equal(a[k], first[k]) for k in a)
+    for run in ("chained", "stepwise"):
+        history = json.loads((tmp_path / run / "ssl_history.json").read_text())
+        assert len(history["loss"]) == len(history["masked_acc"]) == 2 * cfg.ssl.steps
+    with pytest.raises(StreamerError, match="teacher"):
+        Recipe(replace(chained, ssl_phases=(iteration_two,))).run(["ssl"])
+
+    encoder = CausalEncoder(cfg.encoder)
+    encoder.load_state_dict(first)
+    features = ssl.teacher_features(encoder, 2)
+    clips = [u.src for u in Recipe(cfg).data("train")[:8]]
+    targets = ssl.Targets(features, clips, iteration_two)
+    audio = torch.from_numpy(clips[0][: len(clips[0]) // 320 * 320])[None]
+    labels = targets(audio)
+    assert labels.shape == (1, audio.shape[1] // 320)
+    used = {k for c in clips for k in targets(torch.from_numpy(c[: len(c) // 320 * 320])[None])[0].tolist()}
+    assert len(used) > cfg.ssl.num_clusters // 2
+    encoder.load_state_dict(b)  # the teacher is a frozen copy: training the student leaves it alone
+    assert torch.equal(labels, targets(audio))
+
+
+def test_s2ut_phase_deepens_the_decoder(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """A phase with `decoder_layers: 1` then one at the recipe's 2 layers: the decoder grows between them
+    and the packaged model has 2; resuming a 1-layer checkpoint at 2 layers grows it too; depths that
+    shrink, or end below decoder.num_layers, are refused."""
+    import yaml
+    from safetensors.torch import save_file
+
+    from streamer.errors import StreamerError
+    from streamer.train.grow import transformer_depth
+
+    cfg, work = trained
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    base = d["s2ut"]
+    shallow = {**base, "decoder_layers": 1}
+    d.update(corpus=cfg.corpus, ssl_dir=str(work), decoder={**d["decoder"], "num_layers": 2},
+             s2ut=[shallow, {**base, "seed": 1}])
+    for name in ("target_units.npz", "silence_units.json", "units.safetensors", "vocoder.safetensors",
+                 "durations.safetensors"):
+        shutil.copy(work / name, tmp_path)
+    deep = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "deep.yaml", d)), work_dir=str(tmp_path),
+                   output_dir=str(tmp_path / "model"))
+    Recipe(deep).run(["s2ut", "package"])
+    assert transformer_depth(load_file(str(tmp_path / "s2ut.safetensors")), "decoder.transformer") == 2
+    assert len(json.loads((tmp_path / "s2ut_history.json").read_text())["dev_uer"]) == 2
+    assert load_model(tmp_path / "model").cfg.decoder.num_layers == 2
+
+    one_layer = {k: v for k, v in load_file(str(tmp_path / "s2ut.safetensors")).items()
+                 if not k.startswith("decoder.transformer.layers.1.")}
+    save_file(one_layer, str(tmp_path / "s2ut.safetensors"))
+    d["s2ut"] = {**base, "resume": True, "max_steps": 1}
+    resumed = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "resume.yaml", d)), work_dir=str(tmp_path))
+    Recipe(resumed).run(["s2ut"])
+    after = load_file(str(tmp_path / "s2ut.safetensors"))
+    assert transformer_depth(after, "decoder.transformer") == 2
+    key = "decoder.transformer.layers.0.attn.qkv.weight"  # one short step from the saved weights, not a fresh init
+    assert torch.allclose(after[key], one_layer[key], atol=1e-2)
+    for phases in ([{**shallow, "decoder_layers": 2}, shallow], [shallow]):
+        d["s2ut"] = phases
+        bad = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "bad.yaml", d)), work_dir=str(tmp_path))
+        with pytest.raises(StreamerError, match="decoder_layers"):
+            Recipe(bad).run(["s2ut"])
