@@ -52,3 +52,13 @@ def test_units_prints_the_units_of_a_file(capsys: pytest.CaptureFixture[str]) ->
 def test_devices_says_what_it_found(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["devices"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("content", [None, "key: [unclosed", "- a list\n- not a mapping\n"])
+def test_eval_with_a_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 content: str | None) -> None:
+    config = tmp_path / "eval.yaml"
+    if content is not None:
+        config.write_text(content)
+    assert main(["eval", "--config", str(config)]) == 2
+    assert "eval.yaml" in capsys.readouterr().err

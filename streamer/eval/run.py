@@ -330,10 +330,23 @@ def run_eval(config: EvalConfig, *, translator: Any = None, judge: WhisperJudge 
                       cfg.to_dict(), tuple(notes), digest)
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """An eval config file's mapping; a clear `EvalConfigError` when it is missing or not a YAML mapping."""
+    if not path.is_file():
+        raise EvalConfigError(f"eval config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise EvalConfigError(f"eval config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise EvalConfigError(f"eval config {path} must be a mapping of keys to values")
+    return raw
+
+
 def main(config_path: str | Path | None = None, **overrides: Any) -> EvalReport:
     """Run the eval of a YAML config (defaults when None) with keyword overrides (None values ignored),
     print the markdown summary and save the report to `out_dir` when set. For `streamer eval`."""
-    raw = (yaml.safe_load(Path(config_path).read_text()) or {}) if config_path else {}
+    raw = read_config(Path(config_path)) if config_path else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = EvalConfig.from_dict(raw)
     report = run_eval(cfg)
@@ -346,9 +359,3 @@ def main(config_path: str | Path | None = None, **overrides: Any) -> EvalReport:
 
 __all__ = ["EvalConfig", "EvalReport", "SETS", "SetResult", "SilenceResult", "main", "run_eval", "translate"]
 
-
-if __name__ == "__main__":
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
