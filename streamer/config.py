@@ -1,9 +1,28 @@
-"""A mixin for frozen dataclass configs: explicit `from_dict` (unknown keys refused) and `to_dict`."""
+"""Config helpers: YAML files read as mappings with clear errors, and a mixin for frozen dataclass configs
+with an explicit `from_dict` (unknown keys refused) and `to_dict`."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Self
+
+import yaml
+
+
+def read_yaml_mapping(path: str | Path, *, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """The mapping in YAML file `path` (empty file: {}); `error` naming the file when it is missing,
+    not valid YAML or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} must be a mapping of keys to values")
+    return raw
 
 
 def reject_unknown_keys(cls: type, d: Any, *, what: str, error: type[Exception] = ValueError) -> None:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from streamer.config import reject_unknown_keys
+from streamer.config import read_yaml_mapping, reject_unknown_keys
 from streamer.eval import metrics
 from streamer.eval.judge import EvalConfigError, JudgeConfig, WhisperJudge, digit_candidates
 from streamer.eval.report import EvalReport, SetResult, SilenceResult
@@ -91,7 +90,7 @@ class EvalConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvalConfig:
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+        return cls.from_dict(read_yaml_mapping(path, what="eval config", error=EvalConfigError))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -330,23 +329,10 @@ def run_eval(config: EvalConfig, *, translator: Any = None, judge: WhisperJudge 
                       cfg.to_dict(), tuple(notes), digest)
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """An eval config file's mapping; a clear `EvalConfigError` when it is missing or not a YAML mapping."""
-    if not path.is_file():
-        raise EvalConfigError(f"eval config {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise EvalConfigError(f"eval config {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise EvalConfigError(f"eval config {path} must be a mapping of keys to values")
-    return raw
-
-
 def main(config_path: str | Path | None = None, **overrides: Any) -> EvalReport:
     """Run the eval of a YAML config (defaults when None) with keyword overrides (None values ignored),
     print the markdown summary and save the report to `out_dir` when set. For `streamer eval`."""
-    raw = read_config(Path(config_path)) if config_path else {}
+    raw = read_yaml_mapping(config_path, what="eval config", error=EvalConfigError) if config_path else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = EvalConfig.from_dict(raw)
     report = run_eval(cfg)
