@@ -41,6 +41,7 @@ import numpy as np
 
 from streamer.bench_latency import latency_run, rss_mb
 from streamer.bench_report import BenchReport, CostCurve, LatencyRun, StreamsPoint, UtteranceRun, write_report
+from streamer.config import read_yaml_mapping
 from streamer.errors import StreamerError
 from streamer.latency import ComputeStats
 
@@ -120,9 +121,7 @@ class BenchConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> BenchConfig:
         """Read a YAML mapping of field names; `overrides` (None values ignored) win over the file, and a
         `model` or `preset` override replaces the file's model source."""
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_yaml_mapping(path, what="bench config", error=BenchError)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

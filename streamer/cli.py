@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run the training recipe (stages: ssl,units,s2ut,vocoder,package)")
     p.add_argument("--config", required=True, help="recipe YAML, e.g. configs/train/en-es.yaml")
-    p.add_argument("--stage", default="all", help="'all' or a comma-separated list of stages")
+    p.add_argument("--stage", default="all", help="'all' or a comma-separated list of stages; 'unpack' turns "
+                   "the packaged model in output_dir back into checkpoints to go on from")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.set_defaults(func=cmd_train)
 

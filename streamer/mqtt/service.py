@@ -9,19 +9,22 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from streamer.config import read_yaml_mapping
+from streamer.errors import StreamerError
 from streamer.mqtt.connection import ConnectionConfig
 from streamer.mqtt.streams import WorkerConfig
 
 log = logging.getLogger(__name__)
 
 
+class ServiceConfigError(StreamerError, ValueError):
+    """A service config file or setting that cannot be used."""
+
+
 def load_service_config(path: str | Path | None, *, broker: str | None = None,
                         overrides: dict[str, Any] | None = None) -> tuple[ConnectionConfig, WorkerConfig]:
     """YAML (sections `broker: mqtt://...`, `connection: {...}`, `worker: {...}`) + overrides -> configs."""
-    raw: dict[str, Any] = yaml.safe_load(Path(path).read_text()) if path else {}
-    raw = raw or {}
+    raw = read_yaml_mapping(path, what="service config", error=ServiceConfigError) if path else {}
     url = broker or raw.get("broker", "mqtt://127.0.0.1:1883")
     conn_fields = {f.name for f in dataclasses.fields(ConnectionConfig)}
     worker_fields = {f.name for f in dataclasses.fields(WorkerConfig)}
@@ -35,10 +38,10 @@ def load_service_config(path: str | Path | None, *, broker: str | None = None,
         elif key in worker_fields:
             worker_kw[key] = value
         else:
-            raise ValueError(f"unknown service setting {key!r}")
+            raise ServiceConfigError(f"unknown service setting {key!r}")
     unknown = (set(conn_kw) - conn_fields) | (set(worker_kw) - worker_fields)
     if unknown:
-        raise ValueError(f"unknown service settings {sorted(unknown)}")
+        raise ServiceConfigError(f"unknown service settings {sorted(unknown)}")
     return ConnectionConfig.from_url(url, **conn_kw), WorkerConfig(**worker_kw)
 
 

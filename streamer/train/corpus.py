@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import yaml
 
+from streamer.config import read_yaml_mapping
 from streamer.errors import AudioFileError, StreamerError
 from streamer.train import grammar, synth
 from streamer.train.grammar import Pair
@@ -105,7 +105,7 @@ class CorpusConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> CorpusConfig:
         """Read a YAML config file."""
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+        return cls.from_dict(read_yaml_mapping(path, what="corpus config", error=CorpusError))
 
 
 # ---------------------------------------------------------------- voices
@@ -370,7 +370,7 @@ def load_user_corpus(manifest: str | Path) -> list[dict[str, Any]]:
 
 def main(config_path: str | Path, *, out_dir: str | Path | None = None) -> Path:
     """Build the corpus of a YAML config, logging to stderr and ``out_dir/build.log``; returns the manifest."""
-    raw = yaml.safe_load(Path(config_path).read_text())
+    raw = read_yaml_mapping(config_path, what="corpus config", error=CorpusError)
     if out_dir is not None:
         raw["out_dir"] = str(out_dir)
     cfg = CorpusConfig.from_dict(raw)

@@ -3,6 +3,9 @@
     streamer train --config configs/train/en-es.yaml [--stage ssl|units|s2ut|vocoder|package|all]
 
 Stages read and write files under `work_dir`, so each can be re-run alone. Everything is seeded.
+`--stage unpack` (not part of `all`) turns the packaged model in `output_dir` back into a work dir's
+checkpoints, so that a `resume: true` phase goes on from the shipped weights on a machine without the
+work dir that trained them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from streamer.errors import StreamerError
 from streamer.models.encoder import CausalEncoder
-from streamer.models.s2st import S2STModel
+from streamer.models.s2st import S2STConfig, S2STModel
 from streamer.models.units import UnitExtractor, dedup, silent_units
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STAGES = ("ssl", "units", "s2ut", "vocoder", "package")
+EXTRA_STAGES = ("unpack",)
 
 
 class Recipe:
@@ -181,10 +185,11 @@ class Recipe:
             raise StreamerError(f"{out} has {start} decoder layers, more than the first phase's {depths[0]}")
         config = self.cfg.model_config()
         model = S2STModel(replace(config, decoder=replace(config.decoder, num_layers=start)))
-        model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
         if saved:
             model.load_state_dict(saved)
             log.info("resuming from %s", out)
+        else:
+            model.encoder.load_state_dict(self.load_ssl_encoder().state_dict())
         train = self.data("train", src_lang=self.cfg.source_lang)
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
@@ -227,7 +232,9 @@ class Recipe:
         """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text (weight: the
         largest of the S2UT phases'; each phase trains with its own)."""
         inventory, targets = self.source_targets(train, train)
-        head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
+        with torch.random.fork_rng():  # its init depends on the seed alone, not on what ran before
+            torch.manual_seed(self.cfg.seed)
+            head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
         weight = max(p.source_ctc_weight for p in self.cfg.s2ut_phases)
         log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), weight)
         return s2ut.SourceTask(head, targets, weight)
@@ -302,7 +309,36 @@ class Recipe:
         log.info("packaged %s (%.1f MB)", path, path.stat().st_size / 1e6)
         return path
 
+    def stage_unpack(self) -> None:
+        """The packaged model (`output_dir`) as this work dir's S2UT, vocoder, durations and phoneme table.
+
+        The auxiliary source-phoneme head is not shipped: a resumed phase starts it afresh.
+        """
+        from streamer.models.checkpoint import WEIGHTS_NAME, read_metadata
+
+        package = Path(self.cfg.output_dir)
+        if self.cfg.units.kind != "phoneme":  # k-means units also need the silence units the units stage finds
+            raise StreamerError("unpack needs a phoneme-unit model; re-run the units stage for k-means units")
+        metadata = read_metadata(package)
+        packaged = S2STConfig.from_dict(json.loads(metadata["config"]))
+        config = self.cfg.model_config()
+        if replace(packaged, decoder=config.decoder) != config:  # a phase may deepen the decoder
+            raise StreamerError(f"the model in {package} was not built by this recipe's config "
+                                "(its encoder, vocoder, units or languages differ)")
+        weights = load_file(str(package / WEIGHTS_NAME))
+        save_file(weights, str(self.work / "s2ut.safetensors"))
+        vocoder = {k.removeprefix("vocoder."): v for k, v in weights.items() if k.startswith("vocoder.")}
+        save_file(vocoder, str(self.work / "vocoder.safetensors"))
+        save_file({"durations": weights["queue.durations"]}, str(self.work / "durations.safetensors"))
+        shutil.copy(package / "phonemes.json", self.work / "phonemes.json")
+        (self.work / "silence_units.json").write_text(json.dumps([0]))
+        log.info("unpacked %s (decoder %d layers) into %s", package, packaged.decoder.num_layers, self.work)
+
     def run(self, stages: list[str]) -> None:
+        unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES))
+        if unknown:
+            raise StreamerError(f"unknown training stage(s) {', '.join(unknown)}: "
+                                f"choose from {', '.join(STAGES + EXTRA_STAGES)} or all")
         for stage in stages:
             start = time.time()
             log.info("stage %s: start", stage)

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
-
-from streamer.config import DictConfig
+from streamer.config import DictConfig, read_yaml_mapping
 from streamer.errors import StreamerError
 from streamer.models.decoder import DecoderConfig
 from streamer.models.encoder import EncoderConfig
@@ -23,6 +21,10 @@ from streamer.models.vocoder import VocoderConfig
 from streamer.train import s2ut, ssl, vocoder_train
 
 T = TypeVar("T", bound=DictConfig)
+
+
+YAML_KEYS = ("name", "corpus", "work_dir", "output_dir", "source_lang", "target_lang", "ssl_dir", "train_limit",
+             "seed", "encoder", "decoder", "queue", "vocoder", "units", "ssl", "s2ut", "vocoder_train", "augment")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class RecipeConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RecipeConfig:
-        d = yaml.safe_load(Path(path).read_text())
+        d = read_yaml_mapping(path, what="training config", error=StreamerError)
+        unknown = sorted(set(d) - set(YAML_KEYS))
+        missing = [k for k in ("name", "corpus", "work_dir", "output_dir") if k not in d]
+        problems = ([f"unknown keys {unknown}"] if unknown else []) + ([f"missing keys {missing}"] if missing else [])
+        if problems:
+            raise StreamerError(f"training config {path}: {'; '.join(problems)} (known: {', '.join(YAML_KEYS)})")
         k = d.get("units", {}).get("num_units", UnitConfig().num_units)
         return cls(
             name=d["name"], corpus=d["corpus"], work_dir=d["work_dir"], output_dir=d["output_dir"],

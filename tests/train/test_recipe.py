@@ -332,3 +332,36 @@ def test_s2ut_phase_deepens_the_decoder(trained: tuple[RecipeConfig, Path], tmp_
         bad = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "bad.yaml", d)), work_dir=str(tmp_path))
         with pytest.raises(StreamerError, match="decoder_layers"):
             Recipe(bad).run(["s2ut"])
+
+
+def test_unpack_goes_on_from_a_packaged_model(trained_phonemes: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """On a machine without the work dir that trained it, `unpack` turns the packaged model back into
+    checkpoints: packaging them again gives the same weights, and a resumed S2UT phase starts from them
+    (no SSL encoder needed), deepening the decoder if asked. A model of another shape and unknown stage
+    names are refused."""
+    from streamer.errors import StreamerError
+    from streamer.train.grow import transformer_depth
+
+    cfg, work = trained_phonemes
+    shipped = tmp_path / "shipped"
+    shutil.copytree(work / "model", shipped)
+    before = load_file(str(shipped / "model.safetensors"))
+    fresh = replace(cfg, work_dir=str(tmp_path / "work"), ssl_dir=str(tmp_path / "no-ssl"), output_dir=str(shipped))
+    Recipe(fresh).run(["unpack", "package"])
+    after = load_file(str(shipped / "model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+    phase = replace(cfg.s2ut, resume=True, max_steps=1, warmup_steps=1)
+    deeper = replace(cfg.decoder, num_layers=cfg.decoder.num_layers + 1)
+    Recipe(replace(fresh, decoder=deeper, s2ut_phases=(phase,))).run(["unpack", "s2ut"])
+    resumed = load_file(str(tmp_path / "work/s2ut.safetensors"))
+    key = "decoder.transformer.layers.0.attn.qkv.weight"
+    assert not torch.equal(resumed[key], before[key]) and torch.allclose(resumed[key], before[key], atol=1e-2)
+    assert transformer_depth(resumed, "decoder.transformer") == deeper.num_layers
+    assert not (tmp_path / "no-ssl").exists()
+
+    other = replace(fresh, encoder=replace(cfg.encoder, num_layers=cfg.encoder.num_layers + 1))
+    with pytest.raises(StreamerError, match="not built by this recipe"):
+        Recipe(other).run(["unpack"])
+    with pytest.raises(StreamerError, match="unknown training stage"):
+        Recipe(fresh).run(["unpakc"])
