@@ -1,18 +1,29 @@
-"""MODEL_CARD.md for a packaged model: what it is, what it learned from, how it scores, its limits."""
+"""MODEL_CARD.md for a packaged model: what it is, what it learned from, how it scores, its limits.
+
+    python -m streamer.train.model_card configs/train/en-es.yaml benchmarks/results/eval-en-es
+
+rewrites a packaged model's card with the summary of its `streamer eval` report.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
+from streamer.errors import StreamerError
 from streamer.models.s2st import S2STModel
 
 
-def _last(path: Path, key: str) -> str:
-    if not path.is_file():
-        return "n/a"
-    values = json.loads(path.read_text()).get(key) or []
-    return f"{values[-1]:.3f}" if values else "n/a"
+def _last(path: Path, key: str, *, previous_card: str = "", label: str = "") -> str:
+    """The last value of `key` in a training history; where the history is gone (a work dir from
+    another machine, or a stage that did not run here), the value the previous card gave after `label`."""
+    values = json.loads(path.read_text()).get(key) or [] if path.is_file() else []
+    if values:
+        return f"{values[-1]:.3f}"
+    found = re.search(re.escape(label) + r"\s+([0-9.]+)", previous_card) if label else None
+    return found.group(1).rstrip(".") if found else "n/a"
 
 
 def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Path, ssl_dir: Path,
@@ -24,6 +35,12 @@ def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Pa
              "timed by espeak itself" if phonemes.is_file() else
              f"{cfg.decoder.num_units} k-means units on layer features of the target voice")
     size_mb = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
+    card = out_dir / "MODEL_CARD.md"
+    previous = card.read_text() if card.is_file() else ""
+    masked_acc = _last(ssl_dir / "ssl_history.json", "masked_acc", previous_card=previous,
+                       label="final masked accuracy")
+    dev_uer = _last(work_dir / "s2ut_history.json", "dev_uer", previous_card=previous, label="error rate")
+    vocoder_loss = _last(work_dir / "vocoder_history.json", "loss", previous_card=previous, label="vocoder final loss")
     text = f"""# streamer model card: {name} ({cfg.source_lang} -> {cfg.target_lang})
 
 **What it is.** A streaming speech-to-speech translator: causal SSL encoder -> CTC unit decoder
@@ -39,10 +56,10 @@ variants; heavy on-the-fly augmentation (speed, VTLP, pitch, noise, reverb, tele
 silence). Targets are one fixed espeak-ng voice per target language. No recordings of real people.
 
 **Training** (`configs/train/{name}.yaml`, `streamer train --config ...`): SSL masked prediction of MFCC
-clusters, final masked accuracy {_last(ssl_dir / 'ssl_history.json', 'masked_acc')};
+clusters, final masked accuracy {masked_acc};
 {units}; S2UT CTC training, final dev unit
-error rate {_last(work_dir / 's2ut_history.json', 'dev_uer')}; vocoder final loss
-{_last(work_dir / 'vocoder_history.json', 'loss')}.
+error rate {dev_uer}; vocoder final loss
+{vocoder_loss}.
 
 **Limits.** Vocabulary and syntax of the grammar only (numbers, times, days, months, colours, objects with
 quantities, short commands, greetings, questions). The output voice is a buzzy neural imitation of
@@ -52,6 +69,37 @@ the evaluation).
 """
     if metrics_md:
         text += "\n## Evaluation\n\n" + metrics_md + "\n"
-    path = out_dir / "MODEL_CARD.md"
-    path.write_text(text)
-    return path
+    card.write_text(text)
+    return card
+
+
+def eval_summary(report_dir: Path, eval_config: str) -> str:
+    """The card's evaluation section: an eval report's header, table and silence check (no examples)."""
+    report = report_dir / "report.md"
+    if not report.is_file():
+        raise StreamerError(f"no eval report at {report}: run streamer eval first")
+    body = report.read_text().split("\n", 1)[1].split("## Examples")[0].strip()
+    return (f"`streamer eval --config {eval_config}` (full report and examples: `{report_dir}/`)\n\n{body}")
+
+
+def main(argv: list[str]) -> Path:
+    """Rewrite the card of a recipe's packaged model (output_dir) with an eval report's summary."""
+    from streamer.models.checkpoint import load_model
+    from streamer.train.recipe_config import RecipeConfig
+
+    if len(argv) != 2:
+        raise StreamerError("usage: python -m streamer.train.model_card TRAIN_CONFIG EVAL_REPORT_DIR")
+    cfg = RecipeConfig.from_yaml(argv[0])
+    out = Path(cfg.output_dir)
+    metrics = eval_summary(Path(argv[1]), f"configs/eval/{cfg.name}.yaml")
+    work = Path(cfg.work_dir)
+    return write_model_card(out, load_model(out), name=cfg.name, work_dir=work,
+                            ssl_dir=Path(cfg.ssl_dir) if cfg.ssl_dir else work, corpus=cfg.corpus,
+                            metrics_md=metrics)
+
+
+if __name__ == "__main__":
+    try:
+        print(main(sys.argv[1:]))
+    except StreamerError as exc:
+        sys.exit(f"model card: error: {exc}")
