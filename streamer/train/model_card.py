@@ -19,7 +19,7 @@ from streamer.models.s2st import S2STModel
 def _last(path: Path, key: str, *, previous_card: str = "", label: str = "") -> str:
     """The last value of `key` in a training history; where the history is gone (a work dir from
     another machine, or a stage that did not run here), the value the previous card gave after `label`."""
-    values = json.loads(path.read_text()).get(key) or [] if path.is_file() else []
+    values = (json.loads(path.read_text()).get(key) or []) if path.is_file() else []
     if values:
         return f"{values[-1]:.3f}"
     found = re.search(re.escape(label) + r"\s+([0-9.]+)", previous_card) if label else None
@@ -79,7 +79,7 @@ def eval_summary(report_dir: Path, eval_config: str) -> str:
     if not report.is_file():
         raise StreamerError(f"no eval report at {report}: run streamer eval first")
     body = report.read_text().split("\n", 1)[1].split("## Examples")[0].strip()
-    return (f"`streamer eval --config {eval_config}` (full report and examples: `{report_dir}/`)\n\n{body}")
+    return f"`streamer eval --config {eval_config}` (full report and examples: `{report_dir}/`)\n\n{body}"
 
 
 def main(argv: list[str]) -> Path:
@@ -92,10 +92,8 @@ def main(argv: list[str]) -> Path:
     cfg = RecipeConfig.from_yaml(argv[0])
     out = Path(cfg.output_dir)
     metrics = eval_summary(Path(argv[1]), f"configs/eval/{cfg.name}.yaml")
-    work = Path(cfg.work_dir)
-    return write_model_card(out, load_model(out), name=cfg.name, work_dir=work,
-                            ssl_dir=Path(cfg.ssl_dir) if cfg.ssl_dir else work, corpus=cfg.corpus,
-                            metrics_md=metrics)
+    return write_model_card(out, load_model(out), name=cfg.name, work_dir=Path(cfg.work_dir),
+                            ssl_dir=cfg.ssl_path, corpus=cfg.corpus, metrics_md=metrics)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from streamer.errors import StreamerError
 from streamer.models.encoder import CausalEncoder
-from streamer.models.s2st import S2STConfig, S2STModel
+from streamer.models.s2st import S2STModel
 from streamer.models.units import UnitExtractor, dedup, silent_units
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
@@ -46,7 +46,7 @@ class Recipe:
         self.cfg = cfg
         self.work = Path(cfg.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.ssl_dir = Path(cfg.ssl_dir) if cfg.ssl_dir else self.work
+        self.ssl_dir = cfg.ssl_path
         self._data: dict[str, list[Utterance]] = {}
 
     # -- data ---------------------------------------------------------------------------------
@@ -314,25 +314,22 @@ class Recipe:
 
         The auxiliary source-phoneme head is not shipped: a resumed phase starts it afresh.
         """
-        from streamer.models.checkpoint import WEIGHTS_NAME, read_metadata
+        from streamer.models.checkpoint import load_model
 
         package = Path(self.cfg.output_dir)
         if self.cfg.units.kind != "phoneme":  # k-means units also need the silence units the units stage finds
             raise StreamerError("unpack needs a phoneme-unit model; re-run the units stage for k-means units")
-        metadata = read_metadata(package)
-        packaged = S2STConfig.from_dict(json.loads(metadata["config"]))
+        packaged = load_model(package)
         config = self.cfg.model_config()
-        if replace(packaged, decoder=config.decoder) != config:  # a phase may deepen the decoder
+        if replace(packaged.cfg, decoder=config.decoder) != config:  # a phase may deepen the decoder
             raise StreamerError(f"the model in {package} was not built by this recipe's config "
                                 "(its encoder, vocoder, units or languages differ)")
-        weights = load_file(str(package / WEIGHTS_NAME))
-        save_file(weights, str(self.work / "s2ut.safetensors"))
-        vocoder = {k.removeprefix("vocoder."): v for k, v in weights.items() if k.startswith("vocoder.")}
-        save_file(vocoder, str(self.work / "vocoder.safetensors"))
-        save_file({"durations": weights["queue.durations"]}, str(self.work / "durations.safetensors"))
+        save_weights(packaged, self.work / "s2ut.safetensors")
+        save_weights(packaged.vocoder, self.work / "vocoder.safetensors")
+        save_file({"durations": packaged.queue.durations.contiguous()}, str(self.work / "durations.safetensors"))
         shutil.copy(package / "phonemes.json", self.work / "phonemes.json")
         (self.work / "silence_units.json").write_text(json.dumps([0]))
-        log.info("unpacked %s (decoder %d layers) into %s", package, packaged.decoder.num_layers, self.work)
+        log.info("unpacked %s (decoder %d layers) into %s", package, packaged.cfg.decoder.num_layers, self.work)
 
     def run(self, stages: list[str]) -> None:
         unknown = sorted(set(stages) - set(STAGES) - set(EXTRA_STAGES))

@@ -75,6 +75,11 @@ class RecipeConfig:
         )
 
     @property
+    def ssl_path(self) -> Path:
+        """Where the SSL encoder lives: ssl_dir when directions share one, else work_dir."""
+        return Path(self.ssl_dir or self.work_dir)
+
+    @property
     def ssl(self) -> ssl.SSLConfig:
         """The last SSL phase."""
         return self.ssl_phases[-1]
