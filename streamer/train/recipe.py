@@ -84,12 +84,10 @@ class Recipe:
             raise StreamerError("ssl.teacher_layer (HuBERT iteration 2) needs an encoder to copy as its teacher: "
                                 f"a phase before it, or resume: true (the SSL encoder saved in {self.ssl_dir})")
         history_path = self.ssl_dir / "ssl_history.json"
-        history: dict[str, list[float]] = {"loss": [], "masked_acc": []}
+        history = earlier_history(history_path, ("loss", "masked_acc"), resume=phases[0].resume)
         if phases[0].resume:
             log.info("resuming from %s", self.ssl_dir / "encoder.safetensors")
             encoder = self.load_ssl_encoder()
-            if history_path.is_file():  # one curve over every run (targets may change at a join)
-                history = json.loads(history_path.read_text())
         else:
             encoder = CausalEncoder(self.cfg.encoder)
         _, channel, speed = self.augmenters()
@@ -98,7 +96,7 @@ class Recipe:
                 log.info("ssl phase %d/%d", n, len(phases))
             done = ssl.pretrain(encoder, self.data("train"), phase, channel_augment=channel, speed_augment=speed)
             for key, values in done.items():
-                history[key] = history.get(key, []) + values
+                history[key] += values
         self.ssl_dir.mkdir(parents=True, exist_ok=True)
         save_weights(encoder, self.ssl_dir / "encoder.safetensors", config=self.cfg.encoder.to_dict())
         write_history(history_path, history, "SSL pretraining")
@@ -205,7 +203,8 @@ class Recipe:
 
         if task is not None:
             resume(task.head, head_out, enabled=phases[0].resume)
-        history: dict[str, list[float]] = {"loss": [], "dev_uer": []}
+        history_path = self.work / "s2ut_history.json"
+        history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
         for n, phase in enumerate(phases, 1):
             if len(phases) > 1:
                 log.info("s2ut phase %d/%d", n, len(phases))
@@ -217,7 +216,7 @@ class Recipe:
             for key, values in done.items():
                 history[key] += values
         save()
-        write_history(self.work / "s2ut_history.json", history, "S2UT (CTC) training")
+        write_history(history_path, history, "S2UT (CTC) training")
 
     def decoder_depths(self) -> list[int]:
         """Each S2UT phase's decoder depth: never shrinking, the last one the recipe's decoder.num_layers."""
@@ -353,6 +352,14 @@ def resume(module: torch.nn.Module, path: Path, *, enabled: bool) -> None:
 def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = None) -> None:
     metadata = {"config": json.dumps(config)} if config else None
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path), metadata=metadata)
+
+
+def earlier_history(path: Path, keys: tuple[str, ...], *, resume: bool) -> dict[str, list[float]]:
+    """The curves of the runs a resumed stage goes on from (one curve over every run), else empty ones."""
+    history: dict[str, list[float]] = {key: [] for key in keys}
+    if resume and path.is_file():
+        history.update({k: v for k, v in json.loads(path.read_text()).items() if k in history})
+    return history
 
 
 def write_history(path: Path, history: dict[str, list[float]], title: str) -> None:

@@ -206,7 +206,8 @@ def test_diagnosis_separates_hearing_from_translating(trained: tuple[RecipeConfi
 
 def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
     """A list under `s2ut:` runs its phases in order on one model: a phase cut short by `stop_step`, then
-    one with the source task; the history is both phases', and the weights equal running them one by one."""
+    one with the source task; the history is both phases', and the weights and history equal running them
+    one by one (the second run resuming)."""
     import yaml
 
     from streamer.errors import StreamerError
@@ -238,6 +239,8 @@ def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tm
     a = load_file(str(chained_dir / "s2ut.safetensors"))
     b = load_file(str(stepwise_dir / "s2ut.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the resumed run appends to the first run's curves: one history, the same as the chained run's
+    assert json.loads((stepwise_dir / "s2ut_history.json").read_text()) == history
     with pytest.raises(StreamerError, match="non-empty list"):
         phases_of([], S2UTConfig, "s2ut")
 
