@@ -141,6 +141,22 @@ def test_default_plan_holds_out_combinations_engine_and_voices() -> None:
         assert held_v and not held_v & train_v, engine
 
 
+def test_large_corpus_adds_training_rows_only() -> None:
+    """configs/corpus/large.yaml (session 7) differs from the default only in its en->es training rows, so
+    models trained on either are judged on the same held-out rows; its training rows never hold a test text."""
+    default, large = plan_rows(_cfg("default")), plan_rows(_cfg("large"))
+
+    def held_out(rows: list[dict[str, Any]]) -> list[tuple[str, str, synth.Voice]]:
+        return [(r["id"], r["src_text"], r["voice"]) for r in rows if r["split"] != "train"]
+
+    assert held_out(large) == held_out(default)
+    train = [r for r in large if r["split"] == "train" and r["src_lang"] == "en"]
+    assert len({r["src_text"] for r in train}) > 1.5 * len({r["src_text"] for r in default
+                                                             if r["split"] == "train" and r["src_lang"] == "en"})
+    test_texts = {r["src_text"] for r in large if r["split"] in ("dev", "unseen_sentences")}
+    assert not test_texts & {r["src_text"] for r in train}
+
+
 def test_plan_is_deterministic() -> None:
     cfg = _cfg("tiny")
     assert plan_rows(cfg) == plan_rows(cfg)
