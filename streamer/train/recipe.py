@@ -328,6 +328,7 @@ class Recipe:
         save_file({"durations": packaged.queue.durations.contiguous()}, str(self.work / "durations.safetensors"))
         shutil.copy(package / "phonemes.json", self.work / "phonemes.json")
         (self.work / "silence_units.json").write_text(json.dumps([0]))
+        (self.work / "s2ut_history.json").unlink(missing_ok=True)  # another run's curves: not these weights'
         log.info("unpacked %s (decoder %d layers) into %s", package, packaged.cfg.decoder.num_layers, self.work)
 
     def run(self, stages: list[str]) -> None:

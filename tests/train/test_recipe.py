@@ -340,8 +340,8 @@ def test_s2ut_phase_deepens_the_decoder(trained: tuple[RecipeConfig, Path], tmp_
 def test_unpack_goes_on_from_a_packaged_model(trained_phonemes: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
     """On a machine without the work dir that trained it, `unpack` turns the packaged model back into
     checkpoints: packaging them again gives the same weights, and a resumed S2UT phase starts from them
-    (no SSL encoder needed), deepening the decoder if asked. A model of another shape and unknown stage
-    names are refused."""
+    (no SSL encoder needed), deepening the decoder if asked, with a history of its own. A model of another
+    shape and unknown stage names are refused."""
     from streamer.errors import StreamerError
     from streamer.train.grow import transformer_depth
 
@@ -356,8 +356,11 @@ def test_unpack_goes_on_from_a_packaged_model(trained_phonemes: tuple[RecipeConf
 
     phase = replace(cfg.s2ut, resume=True, max_steps=1, warmup_steps=1)
     deeper = replace(cfg.decoder, num_layers=cfg.decoder.num_layers + 1)
+    stale = {"loss": [9.0] * 5, "dev_uer": [0.9]}   # a history left by another run in this work dir
+    (tmp_path / "work/s2ut_history.json").write_text(json.dumps(stale))
     Recipe(replace(fresh, decoder=deeper, s2ut_phases=(phase,))).run(["unpack", "s2ut"])
     resumed = load_file(str(tmp_path / "work/s2ut.safetensors"))
+    assert len(json.loads((tmp_path / "work/s2ut_history.json").read_text())["loss"]) == 1  # unpack dropped it
     key = "decoder.transformer.layers.0.attn.qkv.weight"
     assert not torch.equal(resumed[key], before[key]) and torch.allclose(resumed[key], before[key], atol=1e-2)
     assert transformer_depth(resumed, "decoder.transformer") == deeper.num_layers
