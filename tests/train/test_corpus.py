@@ -149,12 +149,13 @@ def test_large_corpus_adds_training_rows_only() -> None:
     def held_out(rows: list[dict[str, Any]]) -> list[tuple[str, str, synth.Voice]]:
         return [(r["id"], r["src_text"], r["voice"]) for r in rows if r["split"] != "train"]
 
+    def en_train_texts(rows: list[dict[str, Any]]) -> set[str]:
+        return {r["src_text"] for r in rows if r["split"] == "train" and r["src_lang"] == "en"}
+
     assert held_out(large) == held_out(default)
-    train = [r for r in large if r["split"] == "train" and r["src_lang"] == "en"]
-    assert len({r["src_text"] for r in train}) > 1.5 * len({r["src_text"] for r in default
-                                                             if r["split"] == "train" and r["src_lang"] == "en"})
+    assert len(en_train_texts(large)) > 1.5 * len(en_train_texts(default))
     test_texts = {r["src_text"] for r in large if r["split"] in ("dev", "unseen_sentences")}
-    assert not test_texts & {r["src_text"] for r in train}
+    assert not test_texts & en_train_texts(large)
 
 
 def test_plan_is_deterministic() -> None:
