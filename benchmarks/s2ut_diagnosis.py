@@ -1,6 +1,7 @@
 """Where does a speech-to-unit model go wrong: hearing the source, or saying the translation?
 
-For each held-out set of a recipe, on clean source audio: the target unit error of greedy CTC decoding,
+For each held-out set of a recipe, on clean source audio (or through `--channel`: the telephone band, a plain
+8 kHz recording), per set and per source voice: the target unit error of greedy CTC decoding,
 split into substitutions / deletions / insertions, and the source-phoneme error of the training-only
 auxiliary head (`s2ut.source_ctc_weight`) on the same encoder states. A source error close to the target
 error says the encoder is the bottleneck; a low source error with a high target error says the decoder
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +24,13 @@ from safetensors.torch import load_file
 
 from streamer.models.s2st import S2STModel
 from streamer.models.units import edit_ops
+from streamer.train.augment import narrowband, telephone_band
 from streamer.train.recipe import Recipe, RecipeConfig
 from streamer.train.s2ut import decode
 
 SPLITS = ("dev", "unseen_voices", "unseen_sentences", "unseen_engine")
+CHANNELS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "clean": None, "telephone": telephone_band, "narrowband": narrowband}
 
 
 def error_rates(hyps: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, float]:
@@ -35,23 +41,41 @@ def error_rates(hyps: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, flo
     return {"error": subs + dels + ins, "sub": subs, "del": dels, "ins": ins}
 
 
-def diagnose(recipe: Recipe, model: S2STModel, head: torch.nn.Linear | None, split: str, limit: int) -> dict:
+def diagnose(recipe: Recipe, model: S2STModel, head: torch.nn.Linear | None, split: str, limit: int,
+             channel: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     utts = recipe.data(split, src_lang=recipe.cfg.source_lang)[:limit]
     if not utts:
         return {}
+    if channel is not None:
+        utts = [replace(u, src=channel(u.src)) for u in utts]
     refs, _ = recipe.target_units(utts)
     tail = int(recipe.cfg.s2ut.tail_silence_s * recipe.cfg.encoder.sample_rate)
     hyps, spelled = decode(model, utts, tail_samples=tail, source_head=head)
     row = {"split": split, "n": len(utts), "target": error_rates(hyps, refs)}
+    source_refs = None
     if head is not None:
         _, source_refs = recipe.source_targets(recipe.data("train", src_lang=recipe.cfg.source_lang), utts)
         row["source"] = error_rates(spelled, source_refs)
+    row["voices"] = by_voice(utts, hyps, refs, spelled, source_refs)
     return row
 
 
-def markdown(rows: list[dict], checkpoint: str) -> str:
+def by_voice(utts: list, hyps: list, refs: list, spelled: list, source_refs: list | None) -> dict[str, dict]:
+    """The same rates per source voice (`engine/voice`): is a set hard for every voice, or for a few?"""
+    groups: dict[str, list[int]] = {}
+    for i, u in enumerate(utts):
+        groups.setdefault(f"{u.engine}/{u.voice}", []).append(i)
+    rows = {}
+    for name, idx in sorted(groups.items()):
+        rows[name] = {"n": len(idx), "target": error_rates([hyps[i] for i in idx], [refs[i] for i in idx])}
+        if source_refs is not None:
+            rows[name]["source"] = error_rates([spelled[i] for i in idx], [source_refs[i] for i in idx])
+    return rows
+
+
+def markdown(rows: list[dict], checkpoint: str, channel: str = "clean") -> str:
     lines = [f"# S2UT diagnosis of `{checkpoint}`", "",
-             "Clean source audio; greedy CTC. Rates over the reference length (sub + del + ins = error).", "",
+             f"Source audio: {channel}; greedy CTC. Rates over the reference length (sub + del + ins = error).", "",
              "| set | n | target error | sub | del | ins | source phoneme error | sub | del | ins |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -59,6 +83,13 @@ def markdown(rows: list[dict], checkpoint: str) -> str:
         src = f"{s['error']:.3f} | {s['sub']:.3f} | {s['del']:.3f} | {s['ins']:.3f}" if s else "n/a | | |"
         lines.append(f"| {r['split']} | {r['n']} | {t['error']:.3f} | {t['sub']:.3f} | {t['del']:.3f} | "
                      f"{t['ins']:.3f} | {src} |")
+    lines += ["", "Per source voice (voices with at least 5 utterances in the set):", "",
+              "| set | voice | n | target error | source phoneme error |", "|---|---|---|---|---|"]
+    for r in rows:
+        for voice, v in r.get("voices", {}).items():
+            if v["n"] >= 5:
+                src = f"{v['source']['error']:.3f}" if "source" in v else "n/a"
+                lines.append(f"| {r['split']} | {voice} | {v['n']} | {v['target']['error']:.3f} | {src} |")
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +118,8 @@ def main() -> None:
     p.add_argument("--head", help="source-phoneme head (default: <work_dir>/s2ut_source_head.safetensors if present)")
     p.add_argument("--splits", nargs="+", default=list(SPLITS))
     p.add_argument("--limit", type=int, default=100, help="utterances per set")
+    p.add_argument("--channel", choices=list(CHANNELS), default="clean",
+                   help="what the source audio goes through first (narrowband: a plain 8 kHz recording)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="folder for report.md, results.json, errors.png")
     args = p.parse_args()
@@ -101,13 +134,15 @@ def main() -> None:
         weights = load_file(str(head_path))
         head = torch.nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
         head.load_state_dict(weights)
-    rows = [row for split in args.splits if (row := diagnose(recipe, model, head, split, args.limit))]
+    channel = CHANNELS[args.channel]
+    rows = [row for split in args.splits if (row := diagnose(recipe, model, head, split, args.limit, channel))]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"checkpoint": str(checkpoint), "rows": rows}, indent=1))
-    (out / "report.md").write_text(markdown(rows, str(checkpoint)))
+    (out / "results.json").write_text(json.dumps({"checkpoint": str(checkpoint), "channel": args.channel,
+                                                  "rows": rows}, indent=1))
+    (out / "report.md").write_text(markdown(rows, str(checkpoint), args.channel))
     plot(rows, out / "errors.png")
-    print(markdown(rows, str(checkpoint)))
+    print(markdown(rows, str(checkpoint), args.channel))
 
 
 if __name__ == "__main__":

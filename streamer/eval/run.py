@@ -1,8 +1,9 @@
 """`streamer eval`: translate held-out sets of a corpus manifest and judge the speech with Whisper.
 
 Sets (per direction): `unseen_voices`, `unseen_engine`, `unseen_sentences` (manifest splits as they are),
-`telephone` and `noise` (the `degraded_source` split through `telephone_band`, or pink noise at
-`noise_snr_db`), and `digits` (isolated zero..nine, forced choice over the ten target digit words).
+`telephone`, `narrowband` and `noise` (the `degraded_source` split through `telephone_band`, as a
+plain 8 kHz recording, or with pink noise at `noise_snr_db`), and `digits` (isolated zero..nine, forced
+choice over the ten target digit words).
 Every figure stands next to its topline: the same judge on espeak-ng speech of the reference
 translation in the target voice, measured in the same run. Plus "silence in -> silence out" and, when
 the model folder ships its unit extractor, the unit error rate of the emitted units.
@@ -32,7 +33,7 @@ from streamer.eval.report import EvalReport, SetResult, SilenceResult
 
 log = logging.getLogger("streamer.eval")
 
-SETS = ("unseen_voices", "unseen_engine", "unseen_sentences", "telephone", "noise", "digits")
+SETS = ("unseen_voices", "unseen_engine", "unseen_sentences", "telephone", "narrowband", "noise", "digits")
 SAMPLE_RATE = 16_000
 Channel = Callable[[int, np.ndarray], np.ndarray]
 
@@ -49,7 +50,7 @@ class EvalConfig:
     sets: tuple[str, ...] = SETS
     limit: int = 30                       # utterances per sentence set (random, seeded); 0 = all
     digits_limit: int = 50                # clips in the digits set; 0 = all
-    degraded_source: str = "unseen_engine"  # split that telephone / noise are made from (else unseen_voices)
+    degraded_source: str = "unseen_engine"  # split telephone / narrowband / noise are made from (else unseen_voices)
     noise_snr_db: float = 10.0
     noise_colour: str = "pink"
     silence_check: bool = True
@@ -160,12 +161,12 @@ def _load_translator(cfg: EvalConfig) -> tuple[Any, Path | None, str]:
 
 def _channels(cfg: EvalConfig) -> dict[str, Channel | None]:
     """Set name -> what is done to the source audio of utterance i (None: nothing)."""
-    from streamer.train.augment import add_noise, telephone_band
+    from streamer.train.augment import add_noise, narrowband, telephone_band
 
     def noise(i: int, x: np.ndarray) -> np.ndarray:
         return add_noise(x, np.random.default_rng([cfg.seed, 7, i]), snr_db=cfg.noise_snr_db, colour=cfg.noise_colour)
 
-    return {"telephone": lambda i, x: telephone_band(x), "noise": noise}
+    return {"telephone": lambda i, x: telephone_band(x), "narrowband": lambda i, x: narrowband(x), "noise": noise}
 
 
 # ---------------------------------------------------------------- the run

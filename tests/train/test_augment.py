@@ -68,6 +68,39 @@ def test_telephone_band_removes_out_of_band_energy() -> None:
     np.testing.assert_array_equal(augment.telephone_band(x), augment.telephone_band(x))
 
 
+def test_narrowband_keeps_the_low_band_that_telephone_removes() -> None:
+    """A plain 8 kHz recording: nothing above 4 kHz, but unlike the telephone channel the band under
+    300 Hz and up to 4 kHz is kept (what a real 8 kHz file looks like once resampled to 16 kHz)."""
+    x = np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32) * 0.3
+    for mu in (False, True):
+        y = augment.narrowband(x, mu_law_codec=mu)
+        assert len(y) == len(x) and y.dtype == np.float32
+        assert _band_share(y, 4100, 8000) < 1e-3
+        assert _band_share(y, 50, 300) == pytest.approx(_band_share(x, 50, 300) * 2, rel=0.2)
+    assert _band_share(augment.telephone_band(x), 50, 300) < 1e-3
+    y = augment.narrowband(x)
+    x_low, y_low = (np.fft.irfft(np.fft.rfft(v) * (np.fft.rfftfreq(len(v), 1 / SR) < 3500), len(v)) for v in (x, y))
+    assert np.corrcoef(x_low, y_low)[0, 1] > 0.99  # the kept band is the same signal, not just the same energy
+
+
+def test_narrowband_is_drawn_only_for_clips_not_sent_through_the_telephone() -> None:
+    x = _speechlike()
+    only = dict(p_silence=0, p_speed=0, p_vtlp=0, p_pitch=0, p_reverb=0, p_noise=0, p_babble=0, p_mic=0, p_gain=0,
+                p_dc=0, p_mu_law=0)
+    narrow = Augmenter(AugmentConfig(**only, p_telephone=0, p_narrowband=1))(x, np.random.default_rng(0))
+    np.testing.assert_allclose(narrow, np.clip(augment.narrowband(x), -1, 1))
+    phone = Augmenter(AugmentConfig(**only, p_telephone=1, p_narrowband=1))(x, np.random.default_rng(0))
+    np.testing.assert_allclose(phone, np.clip(augment.telephone_band(x), -1, 1))
+    # p_narrowband 0 (the default) draws nothing: older configs' augmentation streams are unchanged
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    Augmenter(AugmentConfig(**only, p_telephone=0))(x, rng_a)
+    rng_b.random(10)  # one draw per effect (no babble given), none for narrowband
+    assert rng_a.random() == rng_b.random()
+    Augmenter(AugmentConfig(**only, p_telephone=0, p_narrowband=1e-9))(x, rng_a)
+    rng_b.random(10)
+    assert rng_a.random() != rng_b.random()
+
+
 @pytest.mark.parametrize("factor", [0.85, 1.0, 1.15])
 def test_speed_changes_length_by_the_factor(factor: float) -> None:
     x = _speechlike()

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from streamer.models.checkpoint import load_model
 from streamer.models.units import dedup, edit_distance, edit_ops, silent_units
 from streamer.pipeline import Translator
+from streamer.train import augment
 from streamer.train.recipe import Recipe, RecipeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +202,14 @@ def test_diagnosis_separates_hearing_from_translating(trained: tuple[RecipeConfi
     for part in ("target", "source"):
         r = row[part]
         assert r["error"] == pytest.approx(r["sub"] + r["del"] + r["ins"]) and r["error"] >= 0
+    voices = row["voices"]
+    assert sum(v["n"] for v in voices.values()) == row["n"] == len(dev[:10])
+    assert {f"{u.engine}/{u.voice}" for u in dev[:10]} == set(voices)
     assert "| dev |" in diagnosis.markdown([row], "x")
+    heard: list[int] = []
+    same = diagnosis.diagnose(recipe, model, head, "dev", 10, lambda x: heard.append(len(x)) or x)
+    assert heard == [len(u.src) for u in dev[:10]] and same == row  # every clip goes through the channel
+    assert diagnosis.CHANNELS["narrowband"] is augment.narrowband
 
 
 def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
