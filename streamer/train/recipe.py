@@ -59,11 +59,12 @@ class Recipe:
             log.info("loaded %d %s utterances (%s)", len(self._data[key]), split, src_lang or "both")
         return self._data[key]
 
-    def augmenters(self):
-        """(full augmenter, timing-preserving channel augmenter, speed-only augmenter)."""
+    def augmenters(self, changes: dict | None = None):
+        """(full augmenter, timing-preserving channel augmenter, speed-only augmenter) of the recipe's
+        augment settings with `changes` (an S2UT phase's) on top."""
         from streamer.train import augment
 
-        cfg = augment.AugmentConfig.from_dict(self.cfg.augment)
+        cfg = augment.AugmentConfig.from_dict({**self.cfg.augment, **(changes or {})})
         full = augment.Augmenter(cfg)
         channel = augment.Augmenter(replace(cfg, p_silence=0.0, p_speed=0.0))
 
@@ -192,7 +193,6 @@ class Recipe:
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
         dev_units, _ = self.target_units(dev)
-        aug, _, _ = self.augmenters()
         task = self.source_task(train) if any(p.source_ctc_weight > 0 for p in phases) else None
         head_out = self.work / "s2ut_source_head.safetensors"
 
@@ -205,13 +205,14 @@ class Recipe:
             resume(task.head, head_out, enabled=phases[0].resume)
         history_path = self.work / "s2ut_history.json"
         history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
+        augs = [self.augmenters(p.augment)[0] for p in phases]
         for n, phase in enumerate(phases, 1):
             if len(phases) > 1:
                 log.info("s2ut phase %d/%d", n, len(phases))
             if added := set_decoder_depth(model, depths[n - 1]):
                 log.info("decoder grown by %d identity layers to %d", added, depths[n - 1])
             source = replace(task, weight=phase.source_ctc_weight) if task and phase.source_ctc_weight > 0 else None
-            done = s2ut.train(model, train, train_units, phase, dev_set=dev, dev_targets=dev_units, augment=aug,
+            done = s2ut.train(model, train, train_units, phase, dev_set=dev, dev_targets=dev_units, augment=augs[n - 1],
                               checkpoint=save, source=source)
             for key, values in done.items():
                 history[key] += values

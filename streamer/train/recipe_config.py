@@ -19,6 +19,7 @@ from streamer.models.s2st import S2STConfig
 from streamer.models.units import UnitConfig
 from streamer.models.vocoder import VocoderConfig
 from streamer.train import s2ut, ssl, vocoder_train
+from streamer.train.augment import AugmentConfig
 
 T = TypeVar("T", bound=DictConfig)
 
@@ -59,7 +60,7 @@ class RecipeConfig:
         if problems:
             raise StreamerError(f"training config {path}: {'; '.join(problems)} (known: {', '.join(YAML_KEYS)})")
         k = d.get("units", {}).get("num_units", UnitConfig().num_units)
-        return cls(
+        cfg = cls(
             name=d["name"], corpus=d["corpus"], work_dir=d["work_dir"], output_dir=d["output_dir"],
             source_lang=d.get("source_lang", "en"), target_lang=d.get("target_lang", "es"),
             ssl_dir=d.get("ssl_dir"), train_limit=d.get("train_limit"),
@@ -73,6 +74,12 @@ class RecipeConfig:
             vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
             augment=d.get("augment", {}), seed=d.get("seed", 0),
         )
+        for phase in cfg.s2ut_phases:  # a bad augment key fails here, not hours into training
+            try:
+                AugmentConfig.from_dict({**cfg.augment, **(phase.augment or {})})
+            except (TypeError, ValueError) as e:
+                raise StreamerError(f"training config {path}: augment: {e}") from e
+        return cfg
 
     @property
     def ssl_path(self) -> Path:

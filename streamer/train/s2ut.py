@@ -45,6 +45,9 @@ class S2UTConfig(DictConfig):
     # Decoder depth for this phase (None: the recipe's decoder.num_layers). A deeper phase after a shallower
     # one adds identity blocks on top (streamer/train/grow.py), so a trained model can be deepened.
     decoder_layers: int | None = None
+    # This phase's changes to the recipe's `augment` settings (e.g. {p_narrowband: 0.3}), so that one config
+    # records a model whose phases were trained under different augmentation.
+    augment: dict | None = None
     seed: int = 0
 
 

@@ -253,6 +253,25 @@ def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tm
         phases_of([], S2UTConfig, "s2ut")
 
 
+def test_s2ut_phase_changes_the_augmentation(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """A phase's `augment` goes over the recipe's settings for that phase alone; a bad key fails at load."""
+    import yaml
+
+    from streamer.errors import StreamerError
+
+    cfg, _ = trained
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    d.update(augment={"p_telephone": 0.1}, s2ut=[d["s2ut"], {**d["s2ut"], "augment": {"p_narrowband": 0.3}}])
+    loaded = RecipeConfig.from_yaml(_write_yaml(tmp_path / "aug.yaml", d))
+    recipe = Recipe(replace(loaded, corpus=cfg.corpus))
+    first, second = (recipe.augmenters(p.augment)[0].config for p in loaded.s2ut_phases)
+    assert (first.p_narrowband, first.p_telephone) == (0.0, 0.1)
+    assert (second.p_narrowband, second.p_telephone) == (0.3, 0.1)
+    d["s2ut"][1]["augment"] = {"p_narowband": 0.3}
+    with pytest.raises(StreamerError, match="p_narowband"):
+        RecipeConfig.from_yaml(_write_yaml(tmp_path / "bad.yaml", d))
+
+
 def _write_yaml(path: Path, d: dict) -> Path:
     import yaml
 
