@@ -156,7 +156,8 @@ def _load_translator(cfg: EvalConfig) -> tuple[Any, Path | None, str]:
     from streamer.assets import model_dir
 
     path = model_dir(cfg.pair)
-    return Translator.from_dir(path, backend=backend), path, f"shipped {cfg.pair} ({path})"
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path  # no machine paths in reports
+    return Translator.from_dir(path, backend=backend), path, f"shipped {cfg.pair} ({shown})"
 
 
 def _channels(cfg: EvalConfig) -> dict[str, Channel | None]:
