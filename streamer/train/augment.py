@@ -8,7 +8,7 @@ chain's output is always finite and in [-1, 1].
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,7 +215,8 @@ def mu_law(samples: np.ndarray, *, mu: int = 255) -> np.ndarray:
     return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
 
 
-def _through_rate(samples: np.ndarray, rate: int, channel: Any, sample_rate: int) -> np.ndarray:
+def _through_rate(samples: np.ndarray, rate: int, channel: Callable[[np.ndarray], np.ndarray],
+                  sample_rate: int) -> np.ndarray:
     """Resample to ``rate``, apply ``channel`` there, come back at the same length."""
     x = _check(samples)
     low = channel(soxr.resample(x, sample_rate, rate).astype(np.float32))
