@@ -64,7 +64,7 @@ class Recipe:
         augment settings with `changes` (an S2UT phase's) on top."""
         from streamer.train import augment
 
-        cfg = augment.AugmentConfig.from_dict({**self.cfg.augment, **(changes or {})})
+        cfg = self.cfg.augment_config(changes)
         full = augment.Augmenter(cfg)
         channel = augment.Augmenter(replace(cfg, p_silence=0.0, p_speed=0.0))
 

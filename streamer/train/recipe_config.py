@@ -76,10 +76,14 @@ class RecipeConfig:
         )
         for phase in cfg.s2ut_phases:  # a bad augment key fails here, not hours into training
             try:
-                AugmentConfig.from_dict({**cfg.augment, **(phase.augment or {})})
+                cfg.augment_config(phase.augment)
             except (TypeError, ValueError) as e:
                 raise StreamerError(f"training config {path}: augment: {e}") from e
         return cfg
+
+    def augment_config(self, changes: dict | None = None) -> AugmentConfig:
+        """The recipe's augment settings with `changes` (an S2UT phase's) on top."""
+        return AugmentConfig.from_dict({**self.augment, **(changes or {})})
 
     @property
     def ssl_path(self) -> Path:
