@@ -99,7 +99,7 @@ def pitch_shift(samples: np.ndarray, semitones: float) -> np.ndarray:
 
 def vtlp(samples: np.ndarray, alpha: float, *, sample_rate: int = SAMPLE_RATE,
          boundary_hz: float = 4800.0, lifter: int = 28) -> np.ndarray:
-    """Vocal-tract-length perturbation: warp the spectral envelope by ``alpha`` (0.9-1.1).
+    """Vocal-tract-length perturbation: warp the spectral envelope by ``alpha`` (0.84-1.16 or narrower).
 
     The envelope of each STFT frame (cepstrum liftered to ``lifter`` coefficients) is warped piecewise
     linearly (Jaitly & Hinton 2013: f -> alpha * f up to a boundary, then a line to Nyquist); the fine
