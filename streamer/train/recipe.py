@@ -31,6 +31,7 @@ from streamer.train.data import Utterance, load_utterances
 from streamer.train.grow import set_decoder_depth, transformer_depth
 from streamer.train.kmeans import kmeans
 from streamer.train.recipe_config import RecipeConfig
+from streamer.train.soup import cook
 from streamer.train.targets import layer_features, phoneme_labels, unique_targets, unit_durations
 
 if TYPE_CHECKING:
@@ -205,15 +206,21 @@ class Recipe:
             resume(task.head, head_out, enabled=phases[0].resume)
         history_path = self.work / "s2ut_history.json"
         history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
-        augs = [self.augmenters(p.augment)[0] for p in phases]
+        def train_run(run: s2ut.S2UTConfig) -> dict[str, list[float]]:
+            source = replace(task, weight=run.source_ctc_weight) if task and run.source_ctc_weight > 0 else None
+            return s2ut.train(model, train, train_units, run, dev_set=dev, dev_targets=dev_units,
+                              augment=self.augmenters(run.augment)[0], checkpoint=save, source=source)
+
         for n, phase in enumerate(phases, 1):
             if len(phases) > 1:
                 log.info("s2ut phase %d/%d", n, len(phases))
             if added := set_decoder_depth(model, depths[n - 1]):
                 log.info("decoder grown by %d identity layers to %d", added, depths[n - 1])
-            source = replace(task, weight=phase.source_ctc_weight) if task and phase.source_ctc_weight > 0 else None
-            done = s2ut.train(model, train, train_units, phase, dev_set=dev, dev_targets=dev_units, augment=augs[n - 1],
-                              checkpoint=save, source=source)
+            done = cook([model, *([task.head] if task else [])], phase.soup_runs(), train_run)
+            if phase.soup:  # the history is the phase as written; its last point, the soup's dev error
+                tail = int(phase.tail_silence_s * config.sample_rate)
+                done["dev_uer"].append(s2ut.evaluate(model, dev, dev_units, tail_samples=tail))
+                log.info("s2ut soup of %d runs: dev UER %.3f", len(phase.soup) + 1, done["dev_uer"][-1])
             for key, values in done.items():
                 history[key] += values
         save()

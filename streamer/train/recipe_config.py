@@ -74,9 +74,9 @@ class RecipeConfig:
             vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
             augment=d.get("augment", {}), seed=d.get("seed", 0),
         )
-        for phase in cfg.s2ut_phases:  # a bad augment key fails here, not hours into training
+        for run in (r for phase in cfg.s2ut_phases for r in phase.soup_runs()):  # fail here, not hours in
             try:
-                cfg.augment_config(phase.augment)
+                cfg.augment_config(run.augment)
             except (TypeError, ValueError) as e:
                 raise StreamerError(f"training config {path}: augment: {e}") from e
         return cfg

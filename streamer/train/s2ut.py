@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from streamer.models.s2st import S2STModel
 from streamer.models.units import unit_error_rate
 from streamer.train.data import Utterance, length_batches, pad_batch
 from streamer.train.progress import progress
+from streamer.train.soup import check_soup_changes
 from streamer.train.ssl import lr_at
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,18 @@ class S2UTConfig(DictConfig):
     # records a model whose phases were trained under different augmentation.
     augment: dict | None = None
     seed: int = 0
+    # Other settings to run this phase with, from the same start (each a mapping of changes); the phase ends
+    # as the average of all its runs' weights, a model soup (streamer/train/soup.py).
+    soup: tuple[dict, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "soup", tuple(self.soup or ()))
+        check_soup_changes(self.soup, {f.name for f in fields(self)})
+
+    def soup_runs(self) -> list[S2UTConfig]:
+        """This phase's training runs: itself as written, then one per `soup` entry (its changes on top)."""
+        base = replace(self, soup=())
+        return [base, *(replace(base, **changes) for changes in self.soup)]
 
 
 def greedy_units(logits: Tensor, blank: int) -> list[np.ndarray]:
