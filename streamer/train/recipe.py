@@ -194,7 +194,7 @@ class Recipe:
         dev = self.data("dev", src_lang=self.cfg.source_lang)
         train_units, _ = self.target_units(train)
         dev_units, _ = self.target_units(dev)
-        task = self.source_task(train) if any(p.source_ctc_weight > 0 for p in phases) else None
+        task = self.source_task(train) if any(r.source_ctc_weight > 0 for r in self.cfg.s2ut_runs) else None
         head_out = self.work / "s2ut_source_head.safetensors"
 
         def save(_: int = 0) -> None:
@@ -206,6 +206,7 @@ class Recipe:
             resume(task.head, head_out, enabled=phases[0].resume)
         history_path = self.work / "s2ut_history.json"
         history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
+
         def train_run(run: s2ut.S2UTConfig) -> dict[str, list[float]]:
             source = replace(task, weight=run.source_ctc_weight) if task and run.source_ctc_weight > 0 else None
             return s2ut.train(model, train, train_units, run, dev_set=dev, dev_targets=dev_units,
@@ -237,12 +238,12 @@ class Recipe:
 
     def source_task(self, train: list[Utterance]) -> s2ut.SourceTask:
         """The auxiliary source-phoneme CTC task: espeak-ng's phonemes of each source text (weight: the
-        largest of the S2UT phases'; each phase trains with its own)."""
+        largest of the S2UT runs'; each run trains with its own)."""
         inventory, targets = self.source_targets(train, train)
         with torch.random.fork_rng():  # its init depends on the seed alone, not on what ran before
             torch.manual_seed(self.cfg.seed)
             head = torch.nn.Linear(self.cfg.encoder.dim, len(inventory.names) + 1)  # id 0 (silence) never used
-        weight = max(p.source_ctc_weight for p in self.cfg.s2ut_phases)
+        weight = max(r.source_ctc_weight for r in self.cfg.s2ut_runs)
         log.info("source phoneme CTC: %d phonemes, weight %.2f", len(inventory.names), weight)
         return s2ut.SourceTask(head, targets, weight)
 

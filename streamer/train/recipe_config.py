@@ -74,7 +74,7 @@ class RecipeConfig:
             vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
             augment=d.get("augment", {}), seed=d.get("seed", 0),
         )
-        for run in (r for phase in cfg.s2ut_phases for r in phase.soup_runs()):  # fail here, not hours in
+        for run in cfg.s2ut_runs:  # a bad augment key fails here, not hours into training
             try:
                 cfg.augment_config(run.augment)
             except (TypeError, ValueError) as e:
@@ -94,6 +94,11 @@ class RecipeConfig:
     def ssl(self) -> ssl.SSLConfig:
         """The last SSL phase."""
         return self.ssl_phases[-1]
+
+    @property
+    def s2ut_runs(self) -> list[s2ut.S2UTConfig]:
+        """Every S2UT training run, in order: each phase as written, then its soup's other runs."""
+        return [run for phase in self.s2ut_phases for run in phase.soup_runs()]
 
     @property
     def s2ut(self) -> s2ut.S2UTConfig:

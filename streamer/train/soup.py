@@ -62,16 +62,16 @@ def cook(modules: Sequence[torch.nn.Module], runs: Sequence[object],
 
     `train_run(run)` trains the modules in place. Returns the first run's history (the phase as written).
     """
-    start = snapshot(modules) if len(runs) > 1 else []
-    ends, history = [], {}
+    if len(runs) == 1:
+        return train_run(runs[0])
+    start = snapshot(modules)
+    ends, histories = [], []
     for i, run in enumerate(runs):
         if i:
             for module, state in zip(modules, start, strict=True):
                 module.load_state_dict(state)
-        done = train_run(run)
-        history = history or done
-        if len(runs) > 1:
-            ends.append(snapshot(modules))
-    for j, module in enumerate(modules if ends else ()):
+        histories.append(train_run(run))
+        ends.append(snapshot(modules))
+    for j, module in enumerate(modules):
         module.load_state_dict(average_states([end[j] for end in ends]))
-    return history
+    return histories[0]

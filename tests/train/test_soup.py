@@ -94,6 +94,12 @@ def test_soup_phase_is_the_average_of_its_runs_trained_alone(trained: tuple[Reci
     assert history["loss"] == first_run["loss"] and history["dev_uer"][:-1] == first_run["dev_uer"]
     assert len(history["dev_uer"]) == len(first_run["dev_uer"]) + 1
 
+    # a soup run's own source-CTC weight counts when the recipe decides whether to build the source task
+    only_soup = tmp_path / "only-soup.yaml"
+    only_soup.write_text(yaml.safe_dump({**d, "s2ut": {**first, "source_ctc_weight": 0.0,
+                                                       "soup": [{"source_ctc_weight": 0.5}]}}))
+    assert [r.source_ctc_weight for r in RecipeConfig.from_yaml(only_soup).s2ut_runs] == [0.0, 0.5]
+
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**d, "s2ut": {**first, "soup": [{"augment": {"p_narowband": 0.5}}]}}))
     with pytest.raises(StreamerError, match="p_narowband"):
