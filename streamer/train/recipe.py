@@ -29,6 +29,7 @@ from streamer.models.units import UnitExtractor, dedup, silent_units
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
 from streamer.train.grow import set_decoder_depth, transformer_depth
+from streamer.train.history import earlier_history, write_history
 from streamer.train.kmeans import kmeans
 from streamer.train.recipe_config import RecipeConfig
 from streamer.train.soup import cook
@@ -362,33 +363,6 @@ def resume(module: torch.nn.Module, path: Path, *, enabled: bool) -> None:
 def save_weights(module: torch.nn.Module, path: Path, *, config: dict | None = None) -> None:
     metadata = {"config": json.dumps(config)} if config else None
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path), metadata=metadata)
-
-
-def earlier_history(path: Path, keys: tuple[str, ...], *, resume: bool) -> dict[str, list[float]]:
-    """The curves of the runs a resumed stage goes on from (one curve over every run), else empty ones."""
-    history: dict[str, list[float]] = {key: [] for key in keys}
-    if resume and path.is_file():
-        history.update({k: v for k, v in json.loads(path.read_text()).items() if k in history})
-    return history
-
-
-def write_history(path: Path, history: dict[str, list[float]], title: str) -> None:
-    """History as JSON and its curves as a PNG beside it."""
-    path.write_text(json.dumps(history))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(history), figsize=(5 * len(history), 3.5), squeeze=False)
-    for ax, (name, values) in zip(axes[0], history.items(), strict=True):
-        ax.plot(values)
-        ax.set_title(f"{title}: {name}")
-        ax.set_xlabel("epoch" if "dev" in name else "step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=90)
-    plt.close(fig)
 
 
 def main(config: str | Path, stages: str = "all") -> None:
