@@ -56,8 +56,21 @@ def diagnose(recipe: Recipe, model: S2STModel, head: torch.nn.Linear | None, spl
     if head is not None:
         _, source_refs = recipe.source_targets(recipe.data("train", src_lang=recipe.cfg.source_lang), utts)
         row["source"] = error_rates(spelled, source_refs)
+    row["utterances"] = per_utterance(utts, hyps, refs, spelled, source_refs)
     row["voices"] = by_voice(utts, hyps, refs, spelled, source_refs)
     return row
+
+
+def per_utterance(utts: list, hyps: list, refs: list, spelled: list, source_refs: list | None) -> list[dict]:
+    """Each utterance's edit count and reference length, so that two checkpoints can be compared paired
+    (benchmarks/diagnosis_compare.py)."""
+    rows = []
+    for i, u in enumerate(utts):
+        row = {"id": u.id, "voice": f"{u.engine}/{u.voice}", "target": [sum(edit_ops(hyps[i], refs[i])), len(refs[i])]}
+        if source_refs is not None:
+            row["source"] = [sum(edit_ops(spelled[i], source_refs[i])), len(source_refs[i])]
+        rows.append(row)
+    return rows
 
 
 def by_voice(utts: list, hyps: list, refs: list, spelled: list, source_refs: list | None) -> dict[str, dict]:

@@ -76,6 +76,8 @@ def overlay(runs: dict[str, Path], out: Path, *, window: int = 50) -> list[str]:
             per_step = "dev" not in name
             values = smooth(history[name], window) if per_step else np.asarray(history[name])
             ax.plot(values, label=label, marker=None if per_step else "o", markersize=3)
+        if "dev" not in name and all(min(h[name], default=1.0) > 0 for h in histories.values()):
+            ax.set_yscale("log")  # the first steps' loss would flatten the rest of the curve
         ax.set_title(name + (f" (running mean of {window})" if "dev" not in name and window > 1 else ""))
         ax.set_xlabel(_x_label(name))
         ax.grid(alpha=0.3)

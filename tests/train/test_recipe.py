@@ -192,6 +192,29 @@ def test_diagnosis_separates_hearing_from_translating(trained: tuple[RecipeConfi
     same = diagnosis.diagnose(recipe, model, head, "dev", 10, lambda x: heard.append(len(x)) or x)
     assert heard == [len(u.src) for u in dev[:10]] and same == row  # every clip goes through the channel
     assert diagnosis.CHANNELS["narrowband"] is augment.narrowband
+    _check_paired_comparison(row)
+
+
+def _check_paired_comparison(row: dict) -> None:
+    """Per-utterance counts pool to the set's rates, and benchmarks/diagnosis_compare.py reads them paired."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diagnosis_compare", ROOT / "benchmarks/diagnosis_compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    utts = row["utterances"]
+    assert len({u["id"] for u in utts}) == len(utts) == row["n"]
+    for part in ("target", "source"):
+        assert compare.error([u[part] for u in utts]) == pytest.approx(100 * row[part]["error"])
+    same = compare.compare({"rows": [row]}, {"rows": [row]}, resamples=50, seed=0)
+    assert [(r["task"], r["b"] - r["a"], r["low"], r["high"], r["b_ahead"]) for r in same] == [
+        ("target", 0, 0, 0, 0), ("source", 0, 0, 0, 0)]
+    worse = {**row, "utterances": [{**u, "target": [u["target"][0] + 1, u["target"][1]]} for u in utts]}
+    rows = compare.compare({"rows": [row]}, {"rows": [worse]}, resamples=50, seed=0)
+    assert rows[0]["b"] > rows[0]["a"] and rows[0]["low"] > 0 and rows[0]["b_ahead"] == 0
+    assert "| dev | target |" in compare.markdown(rows, "a", "b", 50)
+    with pytest.raises(SystemExit, match="share no scored utterances"):
+        compare.compare({"rows": [row]}, {"rows": [{**row, "split": "other"}]}, resamples=5, seed=0)
 
 
 def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
