@@ -5,7 +5,8 @@
 Both diagnoses must come from `benchmarks/s2ut_diagnosis.py` on the same sets (it keeps each utterance's
 edit count). Per set, for the target units and, where both have it, the source phonemes: the error of A and
 B over the utterances both scored, the 95 % interval of B - A over resamples of those utterances (the same
-draw for both), and the share of resamples where B's error is lower.
+draw for both), and the share of resamples where B is ahead (its error lower): the table of
+`python -m streamer.eval.compare`, for unit error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from streamer.eval.compare import paired_bootstrap
+from streamer.eval.compare import Comparison, markdown, paired_bootstrap
 
 
 def error(items: list[list[int]]) -> float:
@@ -22,7 +23,7 @@ def error(items: list[list[int]]) -> float:
     return 100 * sum(e for e, _ in items) / max(sum(n for _, n in items), 1)
 
 
-def compare(a: dict, b: dict, *, resamples: int, seed: int) -> list[dict]:
+def compare(a: dict, b: dict, *, resamples: int, seed: int) -> list[Comparison]:
     b_rows = {r["split"]: r for r in b["rows"]}
     out = []
     for row_a in a["rows"]:
@@ -34,25 +35,12 @@ def compare(a: dict, b: dict, *, resamples: int, seed: int) -> list[dict]:
         for task in ("target", "source"):
             if not pairs or task not in pairs[0][0] or task not in pairs[0][1]:
                 continue
-            ea, eb, low, high, ahead = paired_bootstrap(
-                [p[0][task] for p in pairs], [p[1][task] for p in pairs], error,
-                higher_is_better=False, resamples=resamples, seed=seed)
-            out.append({"set": row_a["split"], "task": task, "n": len(pairs), "a": ea, "b": eb,
-                        "low": low, "high": high, "b_ahead": ahead})
+            stats = paired_bootstrap([p[0][task] for p in pairs], [p[1][task] for p in pairs], error,
+                                     higher_is_better=False, resamples=resamples, seed=seed)
+            out.append(Comparison(row_a["split"], f"{task} unit error %", len(pairs), *stats))
     if not out:
         raise SystemExit("the diagnoses share no scored utterances (re-run them: older ones lack per-utterance counts)")
     return out
-
-
-def markdown(rows: list[dict], a: str, b: str, resamples: int) -> str:
-    lines = [f"# {b} against {a}", "",
-             f"Unit error in %, paired bootstrap over utterances ({resamples} resamples): the 95 % interval of "
-             "B - A, and the share of resamples where B's error is lower.", "",
-             "| set | units | n | A | B | B - A | 95 % interval | B lower |", "|---|---|---:|---:|---:|---:|---|---:|"]
-    for r in rows:
-        lines.append(f"| {r['set']} | {r['task']} | {r['n']} | {r['a']:.1f} | {r['b']:.1f} | {r['b'] - r['a']:+.1f} "
-                     f"| {r['low']:+.1f} .. {r['high']:+.1f} | {100 * r['b_ahead']:.0f} % |")
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

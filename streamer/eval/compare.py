@@ -88,7 +88,7 @@ def compare_reports(a: dict, b: dict, *, resamples: int = 1000, seed: int = 0) -
 def markdown(rows: list[Comparison], a: str, b: str, resamples: int) -> str:
     lines = [f"# {b} against {a}", "",
              f"Paired bootstrap over utterances, {resamples} resamples: the 95 % interval of B - A, and the "
-             "share of resamples where B is ahead (for WER, lower).", "",
+             "share of resamples where B is ahead (for WER and error rates: lower).", "",
              "| set | metric | n | A | B | B - A | 95 % interval | B ahead |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         lines.append(f"| {r.set_name} | {r.metric} | {r.n} | {r.a:.1f} | {r.b:.1f} | {r.b - r.a:+.1f} | "

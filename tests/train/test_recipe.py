@@ -207,12 +207,12 @@ def _check_paired_comparison(row: dict) -> None:
     for part in ("target", "source"):
         assert compare.error([u[part] for u in utts]) == pytest.approx(100 * row[part]["error"])
     same = compare.compare({"rows": [row]}, {"rows": [row]}, resamples=50, seed=0)
-    assert [(r["task"], r["b"] - r["a"], r["low"], r["high"], r["b_ahead"]) for r in same] == [
-        ("target", 0, 0, 0, 0), ("source", 0, 0, 0, 0)]
+    assert [(r.metric, r.b - r.a, r.low, r.high, r.b_ahead) for r in same] == [
+        ("target unit error %", 0, 0, 0, 0), ("source unit error %", 0, 0, 0, 0)]
     worse = {**row, "utterances": [{**u, "target": [u["target"][0] + 1, u["target"][1]]} for u in utts]}
     rows = compare.compare({"rows": [row]}, {"rows": [worse]}, resamples=50, seed=0)
-    assert rows[0]["b"] > rows[0]["a"] and rows[0]["low"] > 0 and rows[0]["b_ahead"] == 0
-    assert "| dev | target |" in compare.markdown(rows, "a", "b", 50)
+    assert rows[0].b > rows[0].a and rows[0].low > 0 and rows[0].b_ahead == 0
+    assert "| dev | target unit error % |" in compare.markdown(rows, "a", "b", 50)
     with pytest.raises(SystemExit, match="share no scored utterances"):
         compare.compare({"rows": [row]}, {"rows": [{**row, "split": "other"}]}, resamples=5, seed=0)
 
