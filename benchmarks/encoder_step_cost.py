@@ -27,8 +27,10 @@ def load_encoder(path: str | None) -> CausalEncoder:
     return encoder.eval()
 
 
-def time_steps(encoder: CausalEncoder, chunk_samples: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
-    audio = torch.from_numpy(0.1 * rng.standard_normal((1, int(seconds * 16000)), dtype=np.float32))
+def time_steps(encoder: CausalEncoder, chunk_ms: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    rate = encoder.cfg.sample_rate
+    chunk_samples = chunk_ms * rate // 1000
+    audio = torch.from_numpy(0.1 * rng.standard_normal((1, int(seconds * rate)), dtype=np.float32))
     state, costs = encoder.init_state(1), []
     with torch.inference_mode():
         for start in range(0, audio.shape[1] - chunk_samples + 1, chunk_samples):
@@ -51,7 +53,7 @@ def main() -> None:
     print("| chunk | steps | median ms | p90 ms | real-time factor |\n|---|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     for ms in args.chunks_ms:
-        cost = time_steps(encoder, ms * 16, args.seconds, rng)
+        cost = time_steps(encoder, ms, args.seconds, rng)
         print(f"| {ms} ms | {len(cost)} | {np.median(cost):.2f} | {np.percentile(cost, 90):.2f} | "
               f"{np.median(cost) / ms:.3f} |")
 

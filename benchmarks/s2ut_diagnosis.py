@@ -33,11 +33,12 @@ CHANNELS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
     "clean": None, "telephone": telephone_band, "narrowband": narrowband}
 
 
-def error_rates(hyps: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, float]:
+Scored = dict[str, tuple[list[tuple[int, int, int]], list[int]]]  # task -> (each utterance's edits, ref lengths)
+
+
+def error_rates(ops: list[tuple[int, int, int]], ref_lengths: list[int]) -> dict[str, float]:
     """Error rate and its substitution / deletion / insertion parts, over the total reference length."""
-    ops = np.array([edit_ops(h, r) for h, r in zip(hyps, refs, strict=True)]).reshape(-1, 3).sum(0)
-    total = max(sum(len(r) for r in refs), 1)
-    subs, dels, ins = (float(x) / total for x in ops)
+    subs, dels, ins = (float(x) / max(sum(ref_lengths), 1) for x in np.array(ops).reshape(-1, 3).sum(0))
     return {"error": subs + dels + ins, "sub": subs, "del": dels, "ins": ins}
 
 
@@ -51,39 +52,38 @@ def diagnose(recipe: Recipe, model: S2STModel, head: torch.nn.Linear | None, spl
     refs, _ = recipe.target_units(utts)
     tail = int(recipe.cfg.s2ut.tail_silence_s * recipe.cfg.encoder.sample_rate)
     hyps, spelled = decode(model, utts, tail_samples=tail, source_head=head)
-    row = {"split": split, "n": len(utts), "target": error_rates(hyps, refs)}
-    source_refs = None
+    scored: Scored = {"target": score(hyps, refs)}
     if head is not None:
         _, source_refs = recipe.source_targets(recipe.data("train", src_lang=recipe.cfg.source_lang), utts)
-        row["source"] = error_rates(spelled, source_refs)
-    row["utterances"] = per_utterance(utts, hyps, refs, spelled, source_refs)
-    row["voices"] = by_voice(utts, hyps, refs, spelled, source_refs)
+        scored["source"] = score(spelled, source_refs)
+    row: dict = {"split": split, "n": len(utts)}
+    row |= {task: error_rates(ops, lengths) for task, (ops, lengths) in scored.items()}
+    row["utterances"] = per_utterance(utts, scored)
+    row["voices"] = by_voice(utts, scored)
     return row
 
 
-def per_utterance(utts: list, hyps: list, refs: list, spelled: list, source_refs: list | None) -> list[dict]:
+def score(hyps: list, refs: list) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Each utterance's (substitutions, deletions, insertions), and its reference length."""
+    return [edit_ops(h, r) for h, r in zip(hyps, refs, strict=True)], [len(r) for r in refs]
+
+
+def per_utterance(utts: list, scored: Scored) -> list[dict]:
     """Each utterance's edit count and reference length, so that two checkpoints can be compared paired
     (benchmarks/diagnosis_compare.py)."""
-    rows = []
-    for i, u in enumerate(utts):
-        row = {"id": u.id, "voice": f"{u.engine}/{u.voice}", "target": [sum(edit_ops(hyps[i], refs[i])), len(refs[i])]}
-        if source_refs is not None:
-            row["source"] = [sum(edit_ops(spelled[i], source_refs[i])), len(source_refs[i])]
-        rows.append(row)
-    return rows
+    return [{"id": u.id, "voice": f"{u.engine}/{u.voice}",
+             **{task: [sum(ops[i]), lengths[i]] for task, (ops, lengths) in scored.items()}}
+            for i, u in enumerate(utts)]
 
 
-def by_voice(utts: list, hyps: list, refs: list, spelled: list, source_refs: list | None) -> dict[str, dict]:
+def by_voice(utts: list, scored: Scored) -> dict[str, dict]:
     """The same rates per source voice (`engine/voice`): is a set hard for every voice, or for a few?"""
     groups: dict[str, list[int]] = {}
     for i, u in enumerate(utts):
         groups.setdefault(f"{u.engine}/{u.voice}", []).append(i)
-    rows = {}
-    for name, idx in sorted(groups.items()):
-        rows[name] = {"n": len(idx), "target": error_rates([hyps[i] for i in idx], [refs[i] for i in idx])}
-        if source_refs is not None:
-            rows[name]["source"] = error_rates([spelled[i] for i in idx], [source_refs[i] for i in idx])
-    return rows
+    return {name: {"n": len(idx), **{task: error_rates([ops[i] for i in idx], [lengths[i] for i in idx])
+                                     for task, (ops, lengths) in scored.items()}}
+            for name, idx in sorted(groups.items())}
 
 
 def markdown(rows: list[dict], checkpoint: str, channel: str = "clean") -> str:

@@ -72,13 +72,13 @@ def overlay(runs: dict[str, Path], out: Path, *, window: int = 50) -> list[str]:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(shared), figsize=(5.5 * len(shared), 3.8), squeeze=False)
     for ax, name in zip(axes[0], shared, strict=True):
+        per_step = _per_step(name)
         for label, history in histories.items():
-            per_step = "dev" not in name
             values = smooth(history[name], window) if per_step else np.asarray(history[name])
             ax.plot(values, label=label, marker=None if per_step else "o", markersize=3)
-        if "dev" not in name and all(min(h[name], default=1.0) > 0 for h in histories.values()):
+        if per_step and all(min(h[name], default=1.0) > 0 for h in histories.values()):
             ax.set_yscale("log")  # the first steps' loss would flatten the rest of the curve
-        ax.set_title(name + (f" (running mean of {window})" if "dev" not in name and window > 1 else ""))
+        ax.set_title(name + (f" (running mean of {window})" if per_step and window > 1 else ""))
         ax.set_xlabel(_x_label(name))
         ax.grid(alpha=0.3)
         ax.legend()
@@ -89,8 +89,13 @@ def overlay(runs: dict[str, Path], out: Path, *, window: int = 50) -> list[str]:
     return shared
 
 
+def _per_step(name: str) -> bool:
+    """Curves with a point per training step; dev curves have one per evaluation."""
+    return "dev" not in name
+
+
 def _x_label(name: str) -> str:
-    return "dev evaluation (end of each epoch)" if "dev" in name else "step"
+    return "step" if _per_step(name) else "dev evaluation (end of each epoch)"
 
 
 def _pyplot():
