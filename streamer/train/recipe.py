@@ -198,15 +198,19 @@ class Recipe:
         task = self.source_task(train) if any(r.source_ctc_weight > 0 for r in self.cfg.s2ut_runs) else None
         head_out = self.work / "s2ut_source_head.safetensors"
 
-        def save(_: int = 0) -> None:
+        history_path = self.work / "s2ut_history.json"
+        history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
+
+        def save(running: dict[str, list[float]] | None = None) -> None:
+            """Weights, and the curve up to them: the finished phases' plus the running phase's so far."""
             save_weights(model, out)
             if task is not None:
                 save_weights(task.head, head_out)
+            curves = {key: values + (running or {}).get(key, []) for key, values in history.items()}
+            write_history(history_path, curves, "S2UT (CTC) training")
 
         if task is not None:
             resume(task.head, head_out, enabled=phases[0].resume)
-        history_path = self.work / "s2ut_history.json"
-        history = earlier_history(history_path, ("loss", "dev_uer"), resume=saved is not None)
 
         def train_run(run: s2ut.S2UTConfig) -> dict[str, list[float]]:
             source = replace(task, weight=run.source_ctc_weight) if task and run.source_ctc_weight > 0 else None
@@ -226,7 +230,6 @@ class Recipe:
             for key, values in done.items():
                 history[key] += values
         save()
-        write_history(history_path, history, "S2UT (CTC) training")
 
     def decoder_depths(self) -> list[int]:
         """Each S2UT phase's decoder depth: never shrinking, the last one the recipe's decoder.num_layers."""

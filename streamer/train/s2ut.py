@@ -134,9 +134,12 @@ def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.nda
 def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,
           dev_set: list[Utterance] | None = None, dev_targets: list[np.ndarray] | None = None,
           augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-          checkpoint: Callable[[int], None] | None = None, source: SourceTask | None = None
+          checkpoint: Callable[[dict[str, list[float]]], None] | None = None, source: SourceTask | None = None
           ) -> dict[str, list[float]]:
-    """Train encoder + decoder in place with CTC. Returns history: loss per step, dev UER per epoch."""
+    """Train encoder + decoder in place with CTC. Returns history: loss per step, dev UER per epoch.
+
+    `checkpoint(history)` runs after every epoch with the history so far, so a run cut short keeps its curve.
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -185,6 +188,6 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             log.info("s2ut epoch %d dev UER %.3f", epoch + 1, uer)
         if checkpoint is not None:
             model.eval()
-            checkpoint(epoch + 1)
+            checkpoint(history)
     model.eval()
     return history

@@ -258,6 +258,46 @@ def test_s2ut_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tm
         phases_of([], S2UTConfig, "s2ut")
 
 
+def test_s2ut_run_cut_short_keeps_its_curve(trained: tuple[RecipeConfig, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed mid-phase (a session's end) leaves the weights of its last epoch and the curve up to
+    them; resuming appends to that curve."""
+    import yaml
+
+    from streamer.train import s2ut
+
+    cfg, work = trained
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    d.update(corpus=cfg.corpus, ssl_dir=str(work), s2ut={**d["s2ut"], "epochs": 3})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("target_units.npz", "silence_units.json"):
+        shutil.copy(work / name, run_dir)
+    three_epochs = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "cut.yaml", d)), work_dir=str(run_dir))
+    evaluate, calls = s2ut.evaluate, []
+
+    def killed_in_epoch_two(*args, **kwargs) -> float:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(s2ut, "evaluate", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        Recipe(three_epochs).run(["s2ut"])
+    cut = json.loads((run_dir / "s2ut_history.json").read_text())
+    steps_per_epoch = len(cut["loss"])
+    assert len(cut["dev_uer"]) == 1 and steps_per_epoch > 0
+    assert (run_dir / "s2ut_history.png").is_file() and (run_dir / "s2ut.safetensors").is_file()
+
+    monkeypatch.setattr(s2ut, "evaluate", evaluate)
+    resumed = replace(three_epochs, s2ut_phases=(replace(three_epochs.s2ut, epochs=1, resume=True),))
+    Recipe(resumed).run(["s2ut"])
+    history = json.loads((run_dir / "s2ut_history.json").read_text())
+    assert history["loss"][:steps_per_epoch] == cut["loss"] and len(history["loss"]) == 2 * steps_per_epoch
+    assert history["dev_uer"][0] == cut["dev_uer"][0] and len(history["dev_uer"]) == 2
+
+
 def test_s2ut_phase_changes_the_augmentation(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
     """A phase's `augment` goes over the recipe's settings for that phase alone; a bad key fails at load."""
     import yaml
