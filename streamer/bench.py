@@ -53,6 +53,7 @@ __all__ = ["BenchConfig", "BenchError", "BenchReport", "CostCurve", "LatencyRun"
            "add_bench_args", "cmd_bench", "load_inputs", "run_bench", "write_report"]
 
 MODES = ("simulated", "realtime")
+DECODINGS = ("auto", "lm", "greedy")
 PRESETS = ("tiny", "default")
 
 
@@ -80,6 +81,7 @@ class BenchConfig:
     model: str | None = None
     pair: str = "en-es"
     preset: str | None = None
+    decoding: str = "auto"   # "lm" / "greedy" / "auto": the model's unit LM search where a backend runs it
     backends: tuple[str, ...] = ("eager",)
     threads: int | None = 1
     mode: str = "simulated"
@@ -104,6 +106,8 @@ class BenchConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.mode not in MODES:
             raise BenchError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.decoding not in DECODINGS:
+            raise BenchError(f"decoding must be one of {DECODINGS}, got {self.decoding!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise BenchError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.preset is not None and self.model is not None:
@@ -170,7 +174,9 @@ def load_bench_model(config: BenchConfig) -> tuple[S2STModel, dict[str, Any]]:
     """The model to benchmark and a description of it for the report."""
     import torch
 
+    from streamer.assets import model_dir
     from streamer.models.checkpoint import load_model
+    from streamer.models.unit_lm import LM_NAME
 
     if config.preset:
         from streamer.models.presets import tiny_model
@@ -182,10 +188,10 @@ def load_bench_model(config: BenchConfig) -> tuple[S2STModel, dict[str, Any]]:
     elif config.model:
         model, source = load_model(config.model), str(config.model)
     else:
-        from streamer.assets import model_dir
-
         model, source = load_model(model_dir(config.pair)), f"shipped {config.pair}"
+    lm = None if config.preset else Path(config.model or model_dir(config.pair)) / LM_NAME
     info = {"source": source, "random_init": bool(config.preset), "chunk_ms": model.cfg.chunk_ms,
+            "unit_lm": str(lm) if lm is not None and lm.is_file() else None,
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
             "algorithmic_latency_ms": model.algorithmic_latency_ms,
             "pair": f"{model.cfg.source_lang}-{model.cfg.target_lang}"}
@@ -287,8 +293,6 @@ def run_bench(config: BenchConfig) -> BenchReport:
     import torch
 
     from streamer.bench_report import machine_info, progress_bar
-    from streamer.engine import BackendConfig, make_runner
-    from streamer.pipeline import Translator
 
     started, t_start = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -303,7 +307,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
     with progress_bar(config.progress) as bar:
         for backend in backends:
             try:
-                tr = Translator(make_runner(model, BackendConfig(name=backend, num_threads=config.threads)))
+                tr = bench_translator(model, model_info, backend, config)
+                model_info.setdefault("decoding", {})[backend] = "lm" if tr.search else "greedy"
                 _warm(tr, config.warmup_chunks)
             except Exception as exc:  # a backend that cannot run here is reported, not fatal
                 skipped[backend] = f"{type(exc).__name__}: {exc}"
@@ -333,6 +338,21 @@ def run_bench(config: BenchConfig) -> BenchReport:
     return report
 
 
+def bench_translator(model: S2STModel, info: dict[str, Any], backend: str, config: BenchConfig) -> Translator:
+    """The translator a backend is timed with: the unit LM search between the split graphs where the model has
+    an LM and `config.decoding` asks for it ("auto": where the backend runs it), else greedy."""
+    from streamer.engine import SPLIT_BACKENDS, BackendConfig, make_runner
+    from streamer.models.ctc_search import load_search
+    from streamer.pipeline import Translator
+
+    if config.decoding == "lm" and not info.get("unit_lm"):
+        raise BenchError(f"decoding 'lm' but the model ({info['source']}) has no unit LM")
+    use_lm = bool(info.get("unit_lm")) and (config.decoding == "lm" or (
+        config.decoding == "auto" and backend in SPLIT_BACKENDS))
+    runner = make_runner(model, BackendConfig(name=backend, num_threads=config.threads), split=use_lm)
+    return Translator(runner, load_search(info["unit_lm"], model.cfg.decoder.blank) if use_lm else None)
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     """The `streamer bench` arguments; every one overrides the same setting of --config."""
     p.add_argument("inputs", nargs="*", help="wav files to translate (or --manifest)")
@@ -344,6 +364,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, choices=PRESETS, help="a random-initialised model size")
     p.add_argument("--backends", nargs="+", default=None, help="backends, or 'all' (default: eager)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: 1)")
+    p.add_argument("--decoding", default=None, choices=DECODINGS,
+                   help="unit choice: the model's LM search, greedy, or auto (LM where the backend runs it)")
     p.add_argument("--mode", default=None, choices=MODES, help="simulated (default) or realtime (paced)")
     p.add_argument("--chunk-ms", type=int, nargs="+", default=None, help="chunk sizes (default: 160 320 640)")
     p.add_argument("--streams", type=int, nargs="+", default=None, help="stream counts (default: 1 2 4 ... 32)")
@@ -359,7 +381,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """A BenchConfig from `add_bench_args` arguments (over --config when given)."""
     given = {"inputs": tuple(args.inputs) or None, "manifest": args.manifest, "split": args.split,
              "model": args.model, "pair": args.pair, "preset": args.preset, "backends": args.backends,
-             "threads": args.threads, "mode": args.mode, "chunk_ms": args.chunk_ms, "streams": args.streams,
+             "threads": args.threads, "decoding": args.decoding, "mode": args.mode, "chunk_ms": args.chunk_ms,
+             "streams": args.streams,
              "max_inputs": args.max_inputs, "long_input_s": args.long_input_s, "out_dir": args.out_dir,
              "label": args.label, "baseline": False if args.no_baseline else None,
              "progress": False if args.no_progress else None}

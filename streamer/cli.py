@@ -18,6 +18,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=["eager", "compile", "onnx", "tensorrt"],
                    help="how to run the step graph (default: onnx when installed, else eager)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for the backend")
+    p.add_argument("--decoding", default="auto", choices=["auto", "lm", "greedy"],
+                   help="unit choice: the model's unit LM search (better, ~0.3 s later), greedy CTC, or auto "
+                        "(the LM where the model has one and the backend runs it: eager, onnx)")
 
 
 def default_backend() -> str:
@@ -33,8 +36,8 @@ def load_translator(args: argparse.Namespace):
 
     backend = BackendConfig(name=args.backend or default_backend(), num_threads=args.threads)
     if args.model:
-        return Translator.from_dir(args.model, backend=backend)
-    return Translator.from_pretrained(args.pair, backend=backend)
+        return Translator.from_dir(args.model, backend=backend, decoding=args.decoding)
+    return Translator.from_pretrained(args.pair, backend=backend, decoding=args.decoding)
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -88,7 +91,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     config = LiveConfig(
         input=args.input, output=args.output, pair=args.pair, model=args.model,
-        backend=args.backend or default_backend(),
+        backend=args.backend or default_backend(), decoding=args.decoding,
         threads=args.threads, record_in=args.record_in, record_out=args.record_out, vad=not args.no_vad,
         vad_config=VadConfig(backend=args.vad), duration_s=args.duration, block_ms=args.block_ms,
         jitter_ms=args.jitter_ms, view=args.view,

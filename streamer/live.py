@@ -50,6 +50,7 @@ class LiveConfig:
     pair: str = "en-es"
     model: str | None = None
     backend: str = "eager"
+    decoding: str = "auto"   # unit choice (Translator.from_dir): the model's unit LM search, greedy, or auto
     threads: int | None = None
     record_in: str | None = None    # the 16 kHz input as the translator received it (before the gate)
     record_out: str | None = None   # exactly the audio sent to the output
@@ -319,8 +320,8 @@ def load_live_translator(config: LiveConfig) -> Translator:
 
     backend = BackendConfig(name=config.backend, num_threads=config.threads)
     if config.model:
-        return Translator.from_dir(config.model, backend=backend)
-    return Translator.from_pretrained(config.pair, backend=backend)
+        return Translator.from_dir(config.model, backend=backend, decoding=config.decoding)
+    return Translator.from_pretrained(config.pair, backend=backend, decoding=config.decoding)
 
 
 def _check_endpoints(config: LiveConfig, sd: Any) -> None:

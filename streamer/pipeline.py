@@ -18,10 +18,14 @@ import torch
 
 from streamer.audio.io import check_samples
 from streamer.audio.resample import StreamingResampler
-from streamer.engine import BackendConfig, Runner, load_runner
-from streamer.errors import AudioError
+from streamer.engine import SPLIT_BACKENDS, BackendConfig, Runner, load_runner
+from streamer.errors import AudioError, BackendUnavailableError, ModelError
+from streamer.models.ctc_search import CTCBeamSearch, load_search
 from streamer.models.s2st import S2STConfig
 from streamer.models.state import stack_states, unstack_states
+from streamer.models.unit_lm import LM_NAME
+
+DECODINGS = ("auto", "lm", "greedy")  # how units are chosen: the model's unit LM search, or greedy CTC
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class Session:
     def reset(self) -> None:
         """Forget everything: a fresh state and empty buffers, ready for the next utterance."""
         self.state = self.translator.runner.init_state(1)
+        search = self.translator.search
+        self.search_state = search.init_state() if search is not None else None
+        self._carry: list[int] = []  # units the search committed beyond one chunk's width, voiced next
         self._resamplers: dict[int, StreamingResampler] = {}
         self._pending = np.zeros(0, dtype=np.float32)
         self._output: list[np.ndarray] = []
@@ -133,7 +140,7 @@ class Session:
         self.chunks_done += 1
         if self.finished and len(self._pending) == 0:
             queued = int(self.state.queue.count.reshape(-1)[0])
-            quiet = queued == 0 and len(emitted) == 0
+            quiet = queued == 0 and len(emitted) == 0 and not self._carry
             self.drained = (quiet and self.flush_chunks >= self.translator.min_flush_chunks) or (
                 self.flush_chunks >= self.translator.max_flush_chunks)
 
@@ -144,24 +151,40 @@ class Translator:
     min_flush_chunks = 2    # the vocoder's one-frame lookahead needs one more chunk out
     max_flush_chunks = 40   # a hard cap on the tail, in case the decoder never falls quiet
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, search: CTCBeamSearch | None = None) -> None:
+        if search is not None and not hasattr(runner, "listen"):
+            raise BackendUnavailableError(
+                f"the {getattr(runner, 'name', type(runner).__name__)} backend runs greedy decoding only; the "
+                f"LM search needs {' or '.join(SPLIT_BACKENDS)} (or decoding='greedy')")
         self.runner = runner
+        self.search = search
         self.config: S2STConfig = runner.config
         self.sample_rate = self.config.sample_rate
         self.output_sample_rate = self.config.vocoder.sample_rate
         self.chunk_samples = self.config.chunk_samples
 
     @classmethod
-    def from_pretrained(cls, name: str = "en-es", *, backend: str | BackendConfig = "eager") -> Translator:
+    def from_pretrained(cls, name: str = "en-es", *, backend: str | BackendConfig = "eager",
+                        decoding: str = "auto") -> Translator:
         """A shipped model by language pair (see `streamer.assets`)."""
         from streamer.assets import model_dir
 
-        return cls.from_dir(model_dir(name), backend=backend)
+        return cls.from_dir(model_dir(name), backend=backend, decoding=decoding)
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, backend: str | BackendConfig = "eager") -> Translator:
+    def from_dir(cls, path: str | Path, *, backend: str | BackendConfig = "eager", decoding: str = "auto"
+                 ) -> Translator:
+        """decoding: "lm" (beam search with the folder's unit LM), "greedy", or "auto" (the LM search where
+        the folder has an LM and the backend runs it, else greedy)."""
         config = backend if isinstance(backend, BackendConfig) else BackendConfig(name=backend)
-        return cls(load_runner(Path(path), config))
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+        lm_path = Path(path) / LM_NAME
+        if decoding == "lm" and not lm_path.is_file():
+            raise ModelError(f"decoding='lm' but {path} has no {LM_NAME}")
+        use_lm = decoding == "lm" or (decoding == "auto" and lm_path.is_file() and config.name in SPLIT_BACKENDS)
+        runner = load_runner(Path(path), config, split=use_lm)
+        return cls(runner, load_search(lm_path, runner.config.decoder.blank) if use_lm else None)
 
     def create_session(self, stream_id: str = "0") -> Session:
         return Session(self, stream_id)
@@ -183,13 +206,32 @@ class Translator:
         audio = torch.from_numpy(np.stack([s._next_chunk() for s in sessions]))
         state = stack_states([s.state for s in sessions]) if len(sessions) > 1 else sessions[0].state
         start = time.perf_counter()
-        out, units, state = self.runner.step(audio, state)
+        if self.search is None:
+            out, units, state = self.runner.step(audio, state)
+        else:
+            log_probs, state = self.runner.listen(audio, state)
+            units = torch.from_numpy(np.stack([self._search(s, lp) for s, lp in zip(sessions, log_probs.numpy(),
+                                                                                    strict=True)]))
+            out, state = self.runner.speak(units, state)
         compute_ms = 1000.0 * (time.perf_counter() - start)
         states = unstack_states(state) if len(sessions) > 1 else [state]
         out_np, units_np = out.numpy(), units.numpy()
         for i, session in enumerate(sessions):
             session.state = states[i]
             session._record(out_np[i], units_np[i], compute_ms)
+
+    def _search(self, session: Session, log_probs: np.ndarray) -> np.ndarray:
+        """One chunk of the session's unit search: the units to voice now, (max_units,) int64, -1 padded.
+        Once the input is over, every hypothesis is settled at once; units beyond the chunk's width wait."""
+        assert self.search is not None
+        committed, session.search_state = self.search.step(log_probs, session.search_state)
+        if session.finished and len(session._pending) == 0:
+            rest, session.search_state = self.search.finish(session.search_state)
+            committed += rest
+        width = self.config.max_units
+        session._carry += committed
+        now, session._carry = session._carry[:width], session._carry[width:]
+        return np.array(now + [-1] * (width - len(now)), dtype=np.int64)
 
     def flush(self, session: Session) -> None:
         """Step the session until everything it buffered has been translated."""

@@ -53,9 +53,9 @@ class StreamerAgent(SpeechToSpeechAgent):
     def __init__(self, args: Namespace) -> None:
         backend = BackendConfig(name=args.backend, num_threads=args.threads)
         if args.model_dir:
-            self.translator = Translator.from_dir(args.model_dir, backend=backend)
+            self.translator = Translator.from_dir(args.model_dir, backend=backend, decoding=args.decoding)
         else:
-            self.translator = Translator.from_pretrained(args.pair, backend=backend)
+            self.translator = Translator.from_pretrained(args.pair, backend=backend, decoding=args.decoding)
         self.silence_db = args.silence_db
         self.keep_silence = args.keep_silence
         super().__init__(args)  # calls reset()
@@ -66,6 +66,8 @@ class StreamerAgent(SpeechToSpeechAgent):
         parser.add_argument("--pair", default="en-es", help="shipped language pair (default: en-es)")
         parser.add_argument("--backend", default="eager", help="streamer backend (default: eager)")
         parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
+        parser.add_argument("--decoding", default="auto", choices=["auto", "lm", "greedy"],
+                            help="unit choice: the model's unit LM search, greedy, or auto (default)")
         parser.add_argument("--silence-db", type=float, default=-40.0, help="silence level, dBFS (default: -40)")
         parser.add_argument("--keep-silence", action="store_true", help="write raw chunk audio, silence included")
 

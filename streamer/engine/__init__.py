@@ -12,6 +12,7 @@ from streamer.errors import BackendUnavailableError
 from streamer.models.s2st import S2STConfig, S2STModel, S2STState
 
 BACKENDS = ("eager", "compile", "onnx", "tensorrt")
+SPLIT_BACKENDS = ("eager", "onnx")  # the backends that also run the step's two halves (listen, speak)
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,17 @@ def available_backends() -> list[str]:
     return [*names, "eager"]
 
 
-def make_runner(model: S2STModel, config: BackendConfig) -> Runner:
+def make_runner(model: S2STModel, config: BackendConfig, *, split: bool = False) -> Runner:
     """Wrap an in-memory model in the runner for `config.name`.
 
     onnx and tensorrt export the model into the artifact cache on first use (keyed by its
-    fingerprint) and load it from there; compile warms up for batch 1, 2 and max_batch.
+    fingerprint) and load it from there; compile warms up for batch 1, 2 and max_batch. `split`: a runner
+    that also has `listen` and `speak` (the halves of the step, for a unit search on the host between them):
+    eager and onnx.
     """
+    if split and config.name not in SPLIT_BACKENDS:
+        raise BackendUnavailableError(f"the {config.name} backend runs greedy decoding only; the unit LM search "
+                                      f"needs {' or '.join(SPLIT_BACKENDS)} (or decoding='greedy')")
     if config.name == "eager":
         from streamer.engine.eager import EagerRunner
 
@@ -66,7 +72,7 @@ def make_runner(model: S2STModel, config: BackendConfig) -> Runner:
     if config.name == "onnx":
         from streamer.engine.onnx import load_onnx_runner
 
-        return load_onnx_runner(model, config)
+        return load_onnx_runner(model, config, split=split)
     if config.name == "compile":
         from streamer.engine.compiled import make_compiled_runner
 
@@ -78,7 +84,7 @@ def make_runner(model: S2STModel, config: BackendConfig) -> Runner:
     raise BackendUnavailableError(f"unknown backend {config.name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def load_runner(path: Path, config: BackendConfig) -> Runner:
+def load_runner(path: Path, config: BackendConfig, *, split: bool = False) -> Runner:
     from streamer.models.checkpoint import load_model
 
-    return make_runner(load_model(path), config)
+    return make_runner(load_model(path), config, split=split)

@@ -23,3 +23,11 @@ class EagerRunner:
     @torch.inference_mode()
     def step(self, audio: Tensor, state: S2STState) -> tuple[Tensor, Tensor, S2STState]:
         return self.model.step(audio, state)
+
+    @torch.inference_mode()
+    def listen(self, audio: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        return self.model.listen(audio, state)
+
+    @torch.inference_mode()
+    def speak(self, units: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        return self.model.speak(units, state)

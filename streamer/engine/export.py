@@ -1,4 +1,5 @@
-"""Export the one step graph (`S2STModel.step`) to files a backend loads, and cache them.
+"""Export the step graph (`S2STModel.step`, or its listen / speak halves) to files a backend loads, and cache
+them. The ONNX exporter itself is `streamer.engine.onnx_export`.
 
 Artifacts live under `BackendConfig.cache_dir` (default `$STREAMER_CACHE` or `~/.cache/streamer`), keyed by
 the model fingerprint (config + weights) and every setting that changes the file::
@@ -14,13 +15,11 @@ a half-written artifact. `export_model(model_or_dir, BackendConfig(name=...)) ->
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from streamer.errors import BackendUnavailableError, ModelError
-from streamer.models.checkpoint import load_model, model_fingerprint
+from streamer.models.checkpoint import load_model
 from streamer.models.s2st import S2STConfig, S2STModel, S2STState
 from streamer.models.state import flatten_state, unflatten_state
 
@@ -42,28 +41,70 @@ log = logging.getLogger(__name__)
 ARTIFACT_FORMAT_VERSION = 1  # layout of exported graphs: input/output names, metadata keys
 ONNX_OPSET = 18
 AUDIO_IN, AUDIO_OUT, UNITS_OUT, NEW_PREFIX = "audio", "audio_out", "units", "new."
+UNITS_IN, LOG_PROBS_OUT = "units_in", "log_probs"
 META_PREFIX = "streamer."
+# The graphs a model exports: the whole step, or its two halves for a unit search on the host between them
+# (listen: audio -> CTC log-probabilities; speak: units -> audio). Each carries only its own state parts.
+GRAPH_PARTS = {"step": ("encoder", "decoder", "queue", "vocoder"), "listen": ("encoder", "decoder"),
+               "speak": ("queue", "vocoder")}
 
 
 # --------------------------------------------------------------------------- the graph and its state
 
 
 class StepGraph(nn.Module):
-    """`S2STModel.step` as a flat-tensor module: forward(audio, *state) -> (audio_out, units, *new_state).
+    """A step graph of `S2STModel` as a flat-tensor module. graph="step": forward(audio, *state) ->
+    (audio_out, units, *new_state); "listen": (audio, *state) -> (log_probs, *new_state); "speak":
+    (units_in, *state) -> (audio_out, *new_state).
 
-    Shapes: audio (B, chunk_samples) float32; state tensors in `flatten_state` order, batch on axis 0;
-    audio_out (B, chunk_samples) float32; units (B, max_units) int64. No logic of its own: it only
-    (un)flattens the NamedTuple state around the model's step.
+    Shapes: audio (B, chunk_samples) float32; units (B, max_units) int64 (-1 = none); log_probs
+    (B, max_units, num_units + 1) float32; state tensors in `flatten_state` order of the graph's parts
+    (GRAPH_PARTS), batch on axis 0. No logic of its own: it only (un)flattens the state around the model.
     """
 
-    def __init__(self, model: S2STModel) -> None:
+    def __init__(self, model: S2STModel, graph: str = "step") -> None:
         super().__init__()
-        self.model = model
+        check_graph_name(graph)
+        self.model, self.graph = model, graph
         self.template = model.init_state(1)
+        self.sizes = [len(flatten_state(getattr(self.template, part))) for part in GRAPH_PARTS[graph]]
 
-    def forward(self, audio: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        out, units, new = self.model.step(audio, unflatten_state(self.template, state))
-        return (out, units, *state_leaves(new))
+    def forward(self, first: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        parts, start = {}, 0
+        for part, size in zip(GRAPH_PARTS[self.graph], self.sizes, strict=True):
+            parts[part] = unflatten_state(getattr(self.template, part), state[start:start + size])
+            start += size
+        full = S2STState(**{f: parts.get(f) for f in S2STState._fields})
+        if self.graph == "step":
+            out, units, new = self.model.step(first, full)
+            outs: tuple[Tensor, ...] = (out, units)
+        elif self.graph == "listen":
+            log_probs, new = self.model.listen(first, full)
+            outs = (log_probs,)
+        else:
+            audio, new = self.model.speak(first, full)
+            outs = (audio,)
+        return (*outs, *graph_leaves(new, self.graph))
+
+
+def check_graph_name(graph: str) -> None:
+    if graph not in GRAPH_PARTS:
+        raise ValueError(f"unknown step graph {graph!r}; choose one of {', '.join(GRAPH_PARTS)}")
+
+
+def graph_leaves(state: S2STState, graph: str) -> list[Tensor]:
+    """The state tensors a graph carries, in its input order."""
+    return [t for part in GRAPH_PARTS[graph] for t in state_leaves(getattr(state, part))]
+
+
+def with_graph_leaves(state: S2STState, graph: str, tensors: Sequence[Tensor]) -> S2STState:
+    """`state` with the graph's parts replaced by `tensors` (what the graph returned)."""
+    parts, start = {}, 0
+    for part in GRAPH_PARTS[graph]:
+        size = len(flatten_state(getattr(state, part)))
+        parts[part] = unflatten_state(getattr(state, part), tensors[start:start + size])
+        start += size
+    return state._replace(**parts)
 
 
 def state_leaves(state: Any) -> Iterator[Tensor]:
@@ -92,16 +133,21 @@ class StateField:
         return cls(str(d["name"]), tuple(int(s) for s in d["shape"]), str(d["dtype"]), d["fill"])
 
 
-def state_spec(model: S2STModel) -> list[StateField]:
-    """Describe `model.init_state`: every state tensor must start as one constant (zeros, blank, silence)."""
+def state_spec(model: S2STModel, graph: str = "step") -> list[StateField]:
+    """Describe the graph's part of `model.init_state`: every state tensor must start as one constant."""
     fields = []
-    for name, t in flatten_state(model.init_state(1)).items():
+    for name, t in _graph_state(model.init_state(1), graph).items():
         values = t.detach().cpu().unique()
         if values.numel() != 1:
             raise ModelError(f"initial state {name!r} is not a constant fill; it cannot be described in metadata")
         fill = values.item()
         fields.append(StateField(name, tuple(t.shape[1:]), str(t.dtype).removeprefix("torch."), fill))
     return fields
+
+
+def _graph_state(state: S2STState, graph: str) -> dict[str, Tensor]:
+    check_graph_name(graph)
+    return {n: t for n, t in flatten_state(state).items() if n.split(".")[0] in GRAPH_PARTS[graph]}
 
 
 def state_template(config: S2STConfig) -> S2STState:
@@ -112,7 +158,7 @@ def state_template(config: S2STConfig) -> S2STState:
 
 def build_init_state(template: S2STState, spec: Sequence[StateField], batch_size: int,
                      device: torch.device | str = "cpu") -> S2STState:
-    """Fresh state for `batch_size` streams from a state spec (the loader never guesses shapes)."""
+    """Fresh state for `batch_size` streams from a (whole-step) state spec (the loader never guesses shapes)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tensors = [torch.full((batch_size, *f.shape), f.fill, dtype=getattr(torch, f.dtype), device=device)
@@ -120,10 +166,10 @@ def build_init_state(template: S2STState, spec: Sequence[StateField], batch_size
     return unflatten_state(template, tensors)
 
 
-def check_spec_matches(template: S2STState, spec: Sequence[StateField], where: str) -> None:
-    """Raise ModelError unless the spec's names, shapes and dtypes are the config's state."""
+def check_spec_matches(template: S2STState, spec: Sequence[StateField], where: str, graph: str = "step") -> None:
+    """Raise ModelError unless the spec's names, shapes and dtypes are the config's state (the graph's part)."""
     expected = [(n, tuple(t.shape[1:]), str(t.dtype).removeprefix("torch."))
-                for n, t in flatten_state(template).items()]
+                for n, t in _graph_state(template, graph).items()]
     got = [(f.name, f.shape, f.dtype) for f in spec]
     if expected != got:
         diff = [(e, g) for e, g in zip(expected, got, strict=False) if e != g][:3]
@@ -131,15 +177,19 @@ def check_spec_matches(template: S2STState, spec: Sequence[StateField], where: s
                          f"({len(got)} fields vs {len(expected)} expected; first differences: {diff})")
 
 
-def io_names(spec: Sequence[StateField]) -> tuple[list[str], list[str]]:
-    """ONNX input and output names: `audio, <state...>` in; `audio_out, units, new.<state...>` out."""
+def io_names(spec: Sequence[StateField], graph: str = "step") -> tuple[list[str], list[str]]:
+    """ONNX input and output names. step: `audio, <state...>` in, `audio_out, units, new.<state...>` out;
+    listen: `audio, <state...>` in, `log_probs, new.<state...>` out; speak: `units_in, <state...>` in,
+    `audio_out, new.<state...>` out."""
     names = [f.name for f in spec]
-    return [AUDIO_IN, *names], [AUDIO_OUT, UNITS_OUT, *(NEW_PREFIX + n for n in names)]
+    first, outs = {"step": (AUDIO_IN, [AUDIO_OUT, UNITS_OUT]), "listen": (AUDIO_IN, [LOG_PROBS_OUT]),
+                   "speak": (UNITS_IN, [AUDIO_OUT])}[graph]
+    return [first, *names], [*outs, *(NEW_PREFIX + n for n in names)]
 
 
-def example_inputs(model: S2STModel, batch_size: int, *, seed: int = 0) -> tuple[Tensor, ...]:
-    """(audio, *state) for tracing/verification: random audio, and a state advanced by two steps
-    so that caches, counts and the unit queue hold non-trivial values."""
+def example_inputs(model: S2STModel, batch_size: int, *, seed: int = 0, graph: str = "step") -> tuple[Tensor, ...]:
+    """(first input, *state) for tracing/verification: random audio (speak: random units, some none), and
+    a state advanced by two steps so that caches, counts and the unit queue hold non-trivial values."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     state = model.init_state(batch_size)
@@ -147,8 +197,11 @@ def example_inputs(model: S2STModel, batch_size: int, *, seed: int = 0) -> tuple
         for _ in range(2):
             audio = 0.3 * torch.randn(batch_size, model.cfg.chunk_samples, generator=g).to(device)
             _, _, state = model.step(audio, state)
-    audio = 0.3 * torch.randn(batch_size, model.cfg.chunk_samples, generator=g).to(device)
-    return (audio, *(t.clone() for t in state_leaves(state)))
+    if graph == "speak":
+        first = torch.randint(-1, model.cfg.decoder.num_units, (batch_size, model.cfg.max_units), generator=g)
+    else:
+        first = 0.3 * torch.randn(batch_size, model.cfg.chunk_samples, generator=g)
+    return (first.to(device), *(t.clone() for t in graph_leaves(state, graph)))
 
 
 # --------------------------------------------------------------------------- the cache
@@ -181,7 +234,7 @@ def write_atomic(path: Path, write: Any) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- ONNX
+# --------------------------------------------------------------------------- artifact metadata
 
 
 @dataclass(frozen=True)
@@ -193,6 +246,7 @@ class ArtifactMetadata:
     format_version: int
     state: tuple[StateField, ...]
     exporter: str
+    graph: str = "step"  # which graph (GRAPH_PARTS); files written before the split say nothing: "step"
 
     def to_props(self) -> dict[str, str]:
         return {
@@ -201,6 +255,7 @@ class ArtifactMetadata:
             META_PREFIX + "fingerprint": self.fingerprint,
             META_PREFIX + "state": json.dumps([f.to_dict() for f in self.state]),
             META_PREFIX + "exporter": self.exporter,
+            META_PREFIX + "graph": self.graph,
         }
 
     @classmethod
@@ -218,115 +273,11 @@ class ArtifactMetadata:
             state = tuple(StateField.from_dict(d) for d in json.loads(props[META_PREFIX + "state"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: bad metadata: {exc}") from exc
+        graph = props.get(META_PREFIX + "graph", "step")
+        if graph not in GRAPH_PARTS:
+            raise ModelError(f"{where}: unknown graph {graph!r} in metadata")
         return cls(config, props[META_PREFIX + "fingerprint"], version, state,
-                   props.get(META_PREFIX + "exporter", "unknown"))
-
-
-def read_onnx_metadata(path: str | Path) -> ArtifactMetadata:
-    """Read the streamer metadata of an ONNX file (graph weights are not loaded)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return ArtifactMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
-
-
-def _require_onnx_export() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as exc:
-        raise BackendUnavailableError("exporting to ONNX needs onnx and onnxscript: pip install 'streamer[onnx]'"
-                                      ) from exc
-
-
-def export_onnx(model: S2STModel, path: str | Path, *, exporter: str = "dynamo", verify: bool = True) -> Path:
-    """Write `model.step` as one ONNX graph with a dynamic batch axis (every other axis static).
-
-    exporter: "dynamo" (torch.export based, the default: static non-batch shapes) or "torchscript"
-    (the legacy tracer: faster to export, but leaves some output axes symbolic). With `verify`, the
-    written graph is run in ONNX Runtime at batch 1 and 2 and compared with eager (units exact,
-    audio and state within 1e-4).
-    """
-    _require_onnx_export()
-    import onnx
-
-    if next(model.parameters()).device.type != "cpu":
-        model = copy.deepcopy(model).cpu()  # export on the CPU; never move the caller's model
-    model = model.eval()
-    spec = state_spec(model)
-    inputs, outputs = io_names(spec)
-    graph = StepGraph(model).eval()
-    args = example_inputs(model, 2)
-    path = Path(path)
-    meta = ArtifactMetadata(model.cfg, model_fingerprint(model), ARTIFACT_FORMAT_VERSION, tuple(spec), exporter)
-
-    def write(tmp: Path) -> None:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            # Known noise: one shared batch Dim renamed; pytree LeafSpec deprecation inside torch.export.
-            warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
-            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
-            if exporter == "dynamo":
-                batch = torch.export.Dim("batch", min=1)
-                shapes = {"audio": {0: batch}, "state": tuple({0: batch} for _ in spec)}
-                program = torch.onnx.export(graph, args, dynamo=True, input_names=inputs, output_names=outputs,
-                                            dynamic_shapes=shapes, opset_version=ONNX_OPSET, verbose=False)
-                proto = program.model_proto
-            elif exporter == "torchscript":
-                import io
-
-                buf = io.BytesIO()
-                torch.onnx.export(graph, args, buf, dynamo=False, input_names=inputs, output_names=outputs,
-                                  dynamic_axes={n: {0: "batch"} for n in inputs + outputs},
-                                  opset_version=ONNX_OPSET)
-                proto = onnx.load_from_string(buf.getvalue())
-            else:
-                raise ValueError(f"unknown ONNX exporter {exporter!r}; use 'dynamo' or 'torchscript'")
-        del proto.metadata_props[:]
-        for key, value in meta.to_props().items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save_model(proto, str(tmp), save_as_external_data=False)
-        if verify:
-            verify_onnx(model, tmp)
-
-    write_atomic(path, write)
-    log.info("exported %s (%s exporter, %.1f MB)", path, exporter, path.stat().st_size / 1e6)
-    return path
-
-
-def verify_onnx(model: S2STModel, path: str | Path, *, atol: float = 1e-4) -> None:
-    """Run the ONNX graph against eager for two chained steps at batch 1 and 2; raise ModelError on mismatch."""
-    from streamer.engine.onnx import OnnxRunner
-
-    runner = OnnxRunner(path, num_threads=1)
-    for batch in (1, 2):
-        audio, *flat = example_inputs(model, batch, seed=batch)
-        state = unflatten_state(model.init_state(batch), flat)
-        ref_state, got_state = state, state
-        for _ in range(2):
-            with torch.inference_mode():
-                ref_audio, ref_units, ref_state = model.step(audio, ref_state)
-            got_audio, got_units, got_state = runner.step(audio, got_state)
-            if not torch.equal(ref_units, got_units):
-                raise ModelError(f"{path}: ONNX units differ from eager at batch {batch}")
-            err = max((a.float() - b.float()).abs().max().item() for a, b in
-                      zip([ref_audio, *state_leaves(ref_state)], [got_audio, *state_leaves(got_state)],
-                          strict=True))
-            if err > atol:
-                raise ModelError(f"{path}: ONNX output differs from eager by {err:.2e} > {atol} at batch {batch}")
-
-
-def onnx_settings(exporter: str) -> dict[str, Any]:
-    return {"format": ARTIFACT_FORMAT_VERSION, "exporter": exporter, "opset": ONNX_OPSET,
-            "torch": torch.__version__}
-
-
-def cached_onnx(model: S2STModel, config: BackendConfig, *, exporter: str = "dynamo") -> Path:
-    """The cached ONNX graph for `model`, exported on first use."""
-    path = artifact_path(cache_root(config), model_fingerprint(model), "onnx", onnx_settings(exporter), ".onnx")
-    if not path.is_file():
-        log.info("no cached ONNX graph at %s; exporting (takes a while once)", path)
-        export_onnx(model, path, exporter=exporter)
-    return path
+                   props.get(META_PREFIX + "exporter", "unknown"), graph)
 
 
 # --------------------------------------------------------------------------- public entry
@@ -342,11 +293,19 @@ def resolve_model(model_or_dir: S2STModel | str | Path) -> S2STModel:
 def export_model(model_or_dir: S2STModel | str | Path, config: BackendConfig) -> Path:
     """Build (or find in the cache) the artifact `config.name` runs, and return its path.
 
-    onnx -> the .onnx graph; tensorrt -> the serialized engine program (.ep, needs an NVIDIA GPU);
-    compile -> torch.compile cache artifacts after a warm-up at batch 1, 2 and `config.max_batch`.
+    onnx -> the .onnx step graph (and, for a model folder with a unit LM, the listen and speak graphs its
+    LM search runs); tensorrt -> the serialized engine program (.ep, needs an NVIDIA GPU); compile ->
+    torch.compile cache artifacts after a warm-up at batch 1, 2 and `config.max_batch`.
     """
+    from streamer.models.unit_lm import LM_NAME
+
     model = resolve_model(model_or_dir)
     if config.name == "onnx":
+        from streamer.engine.onnx_export import cached_onnx
+
+        if not isinstance(model_or_dir, S2STModel) and (Path(model_or_dir) / LM_NAME).is_file():
+            for half in ("listen", "speak"):
+                log.info("exported %s", cached_onnx(model, config, graph=half))
         return cached_onnx(model, config)
     if config.name == "tensorrt":
         from streamer.engine.tensorrt import cached_tensorrt
@@ -362,6 +321,6 @@ def export_model(model_or_dir: S2STModel | str | Path, config: BackendConfig) ->
                                   "choose onnx, tensorrt or compile")
 
 
-__all__ = ["StepGraph", "StateField", "ArtifactMetadata", "export_model", "export_onnx", "cached_onnx",
-           "read_onnx_metadata", "verify_onnx", "state_spec", "state_template", "build_init_state",
+__all__ = ["StepGraph", "StateField", "ArtifactMetadata", "export_model", "state_spec", "state_template",
+           "build_init_state",
            "cache_root", "artifact_path"]

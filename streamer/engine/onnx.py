@@ -21,18 +21,21 @@ from torch import Tensor
 from streamer.engine.export import (
     AUDIO_IN,
     AUDIO_OUT,
+    LOG_PROBS_OUT,
     NEW_PREFIX,
+    UNITS_IN,
     UNITS_OUT,
     ArtifactMetadata,
     build_init_state,
     check_spec_matches,
+    graph_leaves,
     io_names,
-    state_leaves,
     state_template,
+    with_graph_leaves,
 )
 from streamer.errors import BackendUnavailableError, ModelError
+from streamer.models.decoder import ctc_emit
 from streamer.models.s2st import S2STState
-from streamer.models.state import unflatten_state
 
 if TYPE_CHECKING:
     from streamer.engine import BackendConfig
@@ -90,18 +93,20 @@ class OnnxRunner:
         self.metadata = ArtifactMetadata.from_props(props, str(self.path))
         self.config = self.metadata.config
         self.fingerprint = self.metadata.fingerprint
+        self.graph = self.metadata.graph
         self._spec = self.metadata.state
         self._template = state_template(self.config)
-        check_spec_matches(self._template, self._spec, str(self.path))
-        self._inputs, self._outputs = io_names(self._spec)
+        check_spec_matches(self._template, self._spec, str(self.path), self.graph)
+        self._inputs, self._outputs = io_names(self._spec, self.graph)
         self._check_graph()
 
     def _check_graph(self) -> None:
         """The graph's declared inputs/outputs must be exactly what the metadata describes."""
         cfg = self.config
-        want_in = {AUDIO_IN: ((cfg.chunk_samples,), "float32"),
-                   **{f.name: (f.shape, f.dtype) for f in self._spec}}
-        want_out = {AUDIO_OUT: ((cfg.chunk_samples,), "float32"), UNITS_OUT: ((cfg.max_units,), "int64"),
+        audio, units = ((cfg.chunk_samples,), "float32"), ((cfg.max_units,), "int64")
+        want_in = {AUDIO_IN: audio, UNITS_IN: units, **{f.name: (f.shape, f.dtype) for f in self._spec}}
+        want_out = {AUDIO_OUT: audio, UNITS_OUT: units,
+                    LOG_PROBS_OUT: ((cfg.max_units, cfg.decoder.num_units + 1), "float32"),
                     **{NEW_PREFIX + f.name: (f.shape, f.dtype) for f in self._spec}}
         for kind, args, want in (("input", self.session.get_inputs(), want_in),
                                  ("output", self.session.get_outputs(), want_out)):
@@ -117,24 +122,81 @@ class OnnxRunner:
                                      f"metadata says {dtype} (B, {', '.join(map(str, shape))})")
 
     def init_state(self, batch_size: int) -> S2STState:
-        """Fresh state for `batch_size` streams, built from the graph's state metadata."""
+        """Fresh state for `batch_size` streams, built from the graph's state metadata (a step graph's)."""
+        if self.graph != "step":
+            raise ModelError(f"{self.path}: a {self.graph} graph holds part of the state; use OnnxSplitRunner")
         return build_init_state(self._template, self._spec, batch_size)
+
+    def run(self, first: Tensor, state: S2STState) -> tuple:
+        """Run the graph: (its outputs..., `state` with the graph's parts replaced)."""
+        dtype = torch.int64 if self.graph == "speak" else torch.float32
+        feeds = {self._inputs[0]: _numpy(first.to(dtype))}
+        for name, t in zip(self._inputs[1:], graph_leaves(state, self.graph), strict=True):
+            feeds[name] = _numpy(t)
+        tensors = [torch.from_numpy(o) for o in self.session.run(self._outputs, feeds)]
+        outs = 2 if self.graph == "step" else 1
+        return (*tensors[:outs], with_graph_leaves(state, self.graph, tensors[outs:]))
 
     def step(self, audio: Tensor, state: S2STState) -> tuple[Tensor, Tensor, S2STState]:
         """audio (B, chunk_samples) float32 -> (audio (B, chunk_samples), units (B, max_units) int64, state)."""
-        if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
-            raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
-        feeds = {AUDIO_IN: _numpy(audio.float())}
-        for name, t in zip(self._inputs[1:], state_leaves(state), strict=True):
-            feeds[name] = _numpy(t)
-        outs = self.session.run(self._outputs, feeds)
-        tensors = [torch.from_numpy(o) for o in outs]
-        return tensors[0], tensors[1], unflatten_state(self._template, tensors[2:])
+        if self.graph != "step":
+            raise ModelError(f"{self.path} is a {self.graph} graph, not the whole step")
+        _check_audio(audio, self.config.chunk_samples)
+        return self.run(audio, state)
 
 
-def load_onnx_runner(model: S2STModel, config: BackendConfig) -> OnnxRunner:
-    """Export `model` to the cache if needed, then open the cached graph."""
-    from streamer.engine.export import cached_onnx
+class OnnxSplitRunner:
+    """The listen and speak graphs, for a unit search on the host between them (pipeline `decoding="lm"`).
+
+    `step` runs listen, greedy CTC and speak: the same as the whole step graph, so this runner is a full
+    Runner as well.
+    """
+
+    name = "onnx"
+
+    def __init__(self, listen: str | Path, speak: str | Path, *, num_threads: int | None = None) -> None:
+        self.listener = OnnxRunner(listen, num_threads=num_threads)
+        self.speaker = OnnxRunner(speak, num_threads=num_threads)
+        if (self.listener.graph, self.speaker.graph) != ("listen", "speak"):
+            raise ModelError(f"{listen} and {speak} are {self.listener.graph} and {self.speaker.graph} graphs, "
+                             "not listen and speak")
+        if self.listener.fingerprint != self.speaker.fingerprint:
+            raise ModelError(f"{listen} and {speak} were exported from different models")
+        self.config, self.fingerprint = self.listener.config, self.listener.fingerprint
+        self._spec = (*self.listener._spec, *self.speaker._spec)
+        self._template = self.listener._template
+        check_spec_matches(self._template, self._spec, f"{listen} + {speak}")
+
+    def init_state(self, batch_size: int) -> S2STState:
+        return build_init_state(self._template, self._spec, batch_size)
+
+    def listen(self, audio: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        _check_audio(audio, self.config.chunk_samples)
+        return self.listener.run(audio, state)
+
+    def speak(self, units: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        return self.speaker.run(units, state)
+
+    def step(self, audio: Tensor, state: S2STState) -> tuple[Tensor, Tensor, S2STState]:
+        log_probs, state = self.listen(audio, state)
+        units, last = ctc_emit(log_probs.argmax(-1), state.decoder.last_token, self.config.decoder.blank)
+        state = state._replace(decoder=state.decoder._replace(last_token=last))
+        out, state = self.speak(units, state)
+        return out, units, state
+
+
+def _check_audio(audio: Tensor, chunk_samples: int) -> None:
+    if audio.dim() != 2 or audio.shape[1] != chunk_samples:
+        raise ValueError(f"audio must be (B, {chunk_samples}), got {tuple(audio.shape)}")
+
+
+def load_onnx_runner(model: S2STModel, config: BackendConfig, *, split: bool = False
+                     ) -> OnnxRunner | OnnxSplitRunner:
+    """Export `model` to the cache if needed, then open the cached graph (split: the listen and speak graphs)."""
+    from streamer.engine.onnx_export import cached_onnx
 
     _require_ort()
+    if split:
+        return OnnxSplitRunner(cached_onnx(model, config, graph="listen"), cached_onnx(model, config, graph="speak"),
+                               num_threads=config.num_threads)
     return OnnxRunner(cached_onnx(model, config), num_threads=config.num_threads)

@@ -45,6 +45,7 @@ class EvalConfig:
     pair: str = "en-es"                   # direction "src-tgt"; also the shipped model used when `model` is None
     model: str | None = None              # a model folder (model.safetensors [+ units.safetensors, ssl_encoder...])
     backend: str = "eager"
+    decoding: str = "auto"                # "lm", "greedy", or "auto" (the model's unit LM where it has one)
     threads: int = 2                      # torch / backend intra-op threads
     manifest: str = "data/corpus/default/manifest.jsonl"
     sets: tuple[str, ...] = SETS
@@ -152,12 +153,12 @@ def _load_translator(cfg: EvalConfig) -> tuple[Any, Path | None, str]:
     backend = BackendConfig(name=cfg.backend, num_threads=cfg.threads)
     if cfg.model:
         path = Path(cfg.model)
-        return Translator.from_dir(path, backend=backend), path, str(path)
+        return Translator.from_dir(path, backend=backend, decoding=cfg.decoding), path, str(path)
     from streamer.assets import model_dir
 
     path = model_dir(cfg.pair)
     shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path  # no machine paths in reports
-    return Translator.from_dir(path, backend=backend), path, f"shipped {cfg.pair} ({shown})"
+    return Translator.from_dir(path, backend=backend, decoding=cfg.decoding), path, f"shipped {cfg.pair} ({shown})"
 
 
 def _channels(cfg: EvalConfig) -> dict[str, Channel | None]:

@@ -68,6 +68,12 @@ class UnitDecoder(nn.Module):
     def forward(self, enc: Tensor) -> Tensor:
         return self._logits(self.transformer(self.proj(enc)))
 
+    def step_log_probs(self, enc: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """enc (B, T, D) -> CTC slot log-probabilities (B, T * upsample, num_units + 1), for a search on the
+        host (streamer/models/ctc_search.py); `last_token` is left as it was, the search keeps its own."""
+        h, tr = self.transformer.step(self.proj(enc), state.transformer)
+        return torch.log_softmax(self._logits(h), dim=-1), DecoderState(tr, state.last_token)
+
     def step(self, enc: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """enc (B, T, D) -> emitted units (B, T * upsample) int64, -1 where nothing is emitted."""
         h, tr = self.transformer.step(self.proj(enc), state.transformer)

@@ -117,6 +117,20 @@ class S2STModel(nn.Module):
         out, voc_state = self.vocoder.step(frames, state.vocoder)
         return out, units, S2STState(enc_state, dec_state, queue_state, voc_state)
 
+    def listen(self, audio: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        """The hearing half of `step`, for a unit search on the host: audio chunk -> CTC slot
+        log-probabilities (B, max_units, num_units + 1). Only the encoder and decoder state change."""
+        enc, enc_state = self.encoder.step(audio, state.encoder)
+        log_probs, dec_state = self.decoder.step_log_probs(enc, state.decoder)
+        return log_probs, state._replace(encoder=enc_state, decoder=dec_state)
+
+    def speak(self, units: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        """The voicing half: units (B, S) int64 (-1 = none) -> one chunk of audio. Only the unit queue
+        and vocoder state change."""
+        frames, queue_state = self.queue.step(units, state.queue)
+        out, voc_state = self.vocoder.step(frames, state.vocoder)
+        return out, state._replace(queue=queue_state, vocoder=voc_state)
+
     def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         """Offline: whole utterance (B, T), T a multiple of chunk_samples -> (audio (B, T), units (B, T/320*up)).
 

@@ -41,6 +41,7 @@ def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Pa
                        label="final masked accuracy")
     dev_uer = _last(work_dir / "s2ut_history.json", "dev_uer", previous_card=previous, label="error rate")
     vocoder_loss = _last(work_dir / "vocoder_history.json", "loss", previous_card=previous, label="vocoder final loss")
+    decoding = decoding_paragraph(out_dir, model)
     text = f"""# streamer model card: {name} ({cfg.source_lang} -> {cfg.target_lang})
 
 **What it is.** A streaming speech-to-speech translator: causal SSL encoder -> CTC unit decoder
@@ -61,7 +62,7 @@ clusters, final masked accuracy {masked_acc};
 error rate {dev_uer}; vocoder final loss
 {vocoder_loss}.
 
-**Limits.** Vocabulary and syntax of the grammar only (numbers, times, days, months, colours, objects with
+{decoding}**Limits.** Vocabulary and syntax of the grammar only (numbers, times, days, months, colours, objects with
 quantities, short commands, greetings, questions). The output voice is a buzzy neural imitation of
 espeak-ng, its phonemes held for their mean durations. Small, and trained in a few hours of one CPU core (the
 config lists every phase): expect errors, more of them on unseen voices, in noise and on telephone audio (see
@@ -71,6 +72,24 @@ the evaluation).
         text += "\n## Evaluation\n\n" + metrics_md + "\n"
     card.write_text(text)
     return card
+
+
+def decoding_paragraph(out_dir: Path, model: S2STModel) -> str:
+    """How units are chosen: the folder's unit LM search (its tuned settings), else greedy CTC."""
+    from streamer.models.ctc_search import load_search
+    from streamer.models.unit_lm import LM_NAME
+
+    if not (out_dir / LM_NAME).is_file():
+        return "**Decoding.** Greedy CTC: each unit is voiced in the chunk that emits it.\n\n"
+    cfg = model.cfg
+    search = load_search(out_dir / LM_NAME, cfg.decoder.blank)
+    delay_ms = (search.cfg.max_delay_slots or 0) * cfg.chunk_ms / cfg.max_units
+    return (f"**Decoding.** By default a CTC beam search (beam {search.cfg.beam}) with an order-{search.lm.order} "
+            f"n-gram LM over the target units (`{LM_NAME}`, counted on the training targets; weight "
+            f"{search.cfg.alpha}, unit bonus {search.cfg.beta}, tuned on dev). A unit is voiced once every "
+            f"hypothesis agrees on it, or {delay_ms:.0f} ms after it was first hypothesised: about 0.2-0.3 s "
+            "more latency than greedy CTC (`decoding=\"greedy\"`). The eager and ONNX backends run it; "
+            "torch.compile and TensorRT decode greedily.\n\n")
 
 
 def eval_summary(report_dir: Path, eval_config: str) -> str:

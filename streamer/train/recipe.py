@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from streamer.errors import StreamerError
 from streamer.models.encoder import CausalEncoder
 from streamer.models.s2st import S2STModel
+from streamer.models.unit_lm import LM_NAME
 from streamer.models.units import UnitExtractor, dedup, silent_units
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.data import Utterance, load_utterances
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from streamer.train.phonemes import PhonemeInventory
 
 log = logging.getLogger(__name__)
-STAGES = ("ssl", "units", "s2ut", "vocoder", "package")
+STAGES = ("ssl", "units", "s2ut", "vocoder", "lm", "package")
 EXTRA_STAGES = ("unpack",)
 
 
@@ -289,6 +290,11 @@ class Recipe:
         durations = unit_durations(frames, self.cfg.units.num_units)
         save_file({"durations": durations}, str(self.work / "durations.safetensors"))
 
+    def stage_lm(self) -> None:
+        from streamer.train.unit_lm_stage import run_lm_stage
+
+        run_lm_stage(self, self.cfg.lm)
+
     def stage_package(self) -> Path:
         from streamer.assets import sha256
         from streamer.models.checkpoint import save_model
@@ -310,6 +316,9 @@ class Recipe:
             stale = ["phonemes.json"]
         for name in stale:  # the other kind's files from an earlier package
             (out / name).unlink(missing_ok=True)
+        (out / LM_NAME).unlink(missing_ok=True)  # an earlier package's LM belongs to other weights
+        if (self.work / LM_NAME).is_file():
+            unit_files[LM_NAME] = self.work / LM_NAME
         for name, src in unit_files.items():
             shutil.copy(src, out / name)
         names = [path.name, *unit_files]

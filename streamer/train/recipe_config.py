@@ -20,12 +20,14 @@ from streamer.models.units import UnitConfig
 from streamer.models.vocoder import VocoderConfig
 from streamer.train import s2ut, ssl, vocoder_train
 from streamer.train.augment import AugmentConfig
+from streamer.train.unit_lm_stage import UnitLMConfig
 
 T = TypeVar("T", bound=DictConfig)
 
 
 YAML_KEYS = ("name", "corpus", "work_dir", "output_dir", "source_lang", "target_lang", "ssl_dir", "train_limit",
-             "seed", "encoder", "decoder", "queue", "vocoder", "units", "ssl", "s2ut", "vocoder_train", "augment")
+             "seed", "encoder", "decoder", "queue", "vocoder", "units", "ssl", "s2ut", "vocoder_train", "augment",
+             "lm")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RecipeConfig:
     vocoder_train: vocoder_train.VocoderTrainConfig = field(default_factory=vocoder_train.VocoderTrainConfig)
     augment: dict = field(default_factory=dict)
     seed: int = 0
+    lm: UnitLMConfig = field(default_factory=UnitLMConfig)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RecipeConfig:
@@ -72,7 +75,7 @@ class RecipeConfig:
             ssl_phases=phases_of(d.get("ssl", {}), ssl.SSLConfig, "ssl"),
             s2ut_phases=phases_of(d.get("s2ut", {}), s2ut.S2UTConfig, "s2ut"),
             vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
-            augment=d.get("augment", {}), seed=d.get("seed", 0),
+            augment=d.get("augment", {}), seed=d.get("seed", 0), lm=UnitLMConfig.from_dict(d.get("lm", {})),
         )
         for run in cfg.s2ut_runs:  # a bad augment key fails here, not hours into training
             try:

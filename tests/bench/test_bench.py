@@ -188,3 +188,26 @@ def test_yaml_overrides_and_model_sources(tmp_path: Path) -> None:
     assert (config.model, config.preset, config.chunk_ms, config.mode) == ("m", None, (640,), "simulated")
     with pytest.raises(BenchError, match="not both"):
         BenchConfig(inputs=("a.wav",), model="m", preset="tiny")
+
+
+def test_lm_decoding_is_benchmarked_and_its_delay_stays_bounded() -> None:
+    """The shipped en-es model with its unit LM search and greedy, on the example speech: the report says
+    which decoding ran, and the search delays speech by no more than its bound plus one chunk."""
+    from streamer.models.ctc_search import load_search
+    from streamer.models.unit_lm import LM_NAME
+
+    inputs = tuple(str(p) for p in sorted((ROOT / "examples").glob("*.wav")))
+    runs = {}
+    for decoding in ("lm", "greedy"):
+        config = BenchConfig(pair="en-es", inputs=inputs, chunk_ms=(160,), streams=(), baseline=False,
+                             long_input_s=3.0, decoding=decoding, progress=False)
+        report = run_bench(config)
+        assert report.model["decoding"] == {"eager": decoding}
+        runs[decoding] = report.latency[0].latency
+    search = load_search(ROOT / "streamer/assets/en-es" / LM_NAME, 48)
+    bound_ms = (search.cfg.max_delay_slots + 8) * 20  # the bound plus one 160 ms chunk of 8 slots
+    for metric in ("start_offset_ms", "al_ms"):
+        delay = getattr(runs["lm"], metric) - getattr(runs["greedy"], metric)
+        assert -200 < delay <= bound_ms, (metric, delay)
+    with pytest.raises(BenchError, match="decoding must be one of"):
+        BenchConfig(inputs=inputs, decoding="beam")

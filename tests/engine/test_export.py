@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from streamer.engine import BACKENDS, BackendConfig, Runner, available_backends, make_runner
-from streamer.engine.export import (
-    ARTIFACT_FORMAT_VERSION,
-    cache_root,
-    cached_onnx,
-    export_model,
-    read_onnx_metadata,
-    state_spec,
-)
+from streamer.engine.export import ARTIFACT_FORMAT_VERSION, cache_root, export_model, state_spec
+from streamer.engine.onnx_export import cached_onnx, read_onnx_metadata
 from streamer.errors import BackendUnavailableError, ModelError
 from streamer.models.checkpoint import model_fingerprint
 from streamer.models.presets import tiny_model
@@ -72,7 +66,8 @@ def test_cache_key_follows_weights(engine_cache: Path, onnx_path: Path) -> None:
     other = tiny_model(seed=1)
     assert model_fingerprint(other) != onnx_path.parent.name
     # A different model never resolves to the cached graph of another (no export needed to see that).
-    from streamer.engine.export import artifact_path, onnx_settings
+    from streamer.engine.export import artifact_path
+    from streamer.engine.onnx_export import onnx_settings
 
     path = artifact_path(engine_cache, model_fingerprint(other), "onnx", onnx_settings("dynamo"), ".onnx")
     assert path != onnx_path and path.name == onnx_path.name
@@ -127,3 +122,37 @@ def test_onnx_loader_refuses_newer_format(tmp_path: Path, onnx_path: Path) -> No
     onnx.save(proto, str(path))
     with pytest.raises(ModelError, match="format_version"):
         OnnxRunner(path)
+
+
+def test_split_graphs_carry_their_half_of_the_state(tiny: S2STModel, engine_cache: Path,
+                                                     runner_for: Callable[[str], Runner]) -> None:
+    """listen and speak: each graph names its own inputs, outputs and state part; together they are a
+    full runner whose step equals the whole step graph's; a half alone is refused where it cannot serve."""
+    from streamer.engine.onnx import OnnxRunner, OnnxSplitRunner
+
+    whole = runner_for("onnx")
+    config = BackendConfig(name="onnx", cache_dir=str(engine_cache))
+    listen, speak = (cached_onnx(tiny, config, graph=g) for g in ("listen", "speak"))
+    names = list(flatten_state(tiny.init_state(1)))
+    for path, graph, first, outs, parts in ((listen, "listen", "audio", ["log_probs"], ("encoder", "decoder")),
+                                            (speak, "speak", "units_in", ["audio_out"], ("queue", "vocoder"))):
+        meta = read_onnx_metadata(path)
+        mine = [n for n in names if n.split(".")[0] in parts]
+        assert meta.graph == graph and [f.name for f in meta.state] == mine
+        runner = OnnxRunner(path)
+        assert runner._inputs == [first, *mine] and runner._outputs == [*outs, *(f"new.{n}" for n in mine)]
+        with pytest.raises(ModelError, match=f"is a {graph} graph"):
+            runner.step(torch.zeros(1, tiny.cfg.chunk_samples), whole.init_state(1))
+    assert read_onnx_metadata(cached_onnx(tiny, config)).graph == "step"
+    split = OnnxSplitRunner(listen, speak)
+    a, b = whole.init_state(2), split.init_state(2)
+    for _ in range(3):
+        audio = 0.3 * torch.randn(2, tiny.cfg.chunk_samples)
+        out_a, units_a, a = whole.step(audio, a)
+        out_b, units_b, b = split.step(audio, b)
+        assert torch.equal(units_a, units_b)
+        torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ModelError, match="not listen and speak"):
+        OnnxSplitRunner(speak, listen)
+    with pytest.raises(BackendUnavailableError, match="greedy decoding only"):
+        make_runner(tiny, BackendConfig(name="compile"), split=True)

@@ -11,6 +11,8 @@ import torch
 from streamer.audio.io import read_audio
 from streamer.engine import BackendConfig, available_backends, make_runner
 from streamer.errors import ModelError
+from streamer.models.ctc_search import load_search
+from streamer.models.unit_lm import LM_NAME
 from streamer.pipeline import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +33,23 @@ def shipped(tmp_path_factory: pytest.TempPathFactory):
     torch.set_num_threads(1)
     model = load_model(path)
     cache = tmp_path_factory.mktemp("shipped_cache")
-    onnx = make_runner(model, BackendConfig(name="onnx", num_threads=1, cache_dir=str(cache), max_batch=4))
-    return Translator(make_runner(model, BackendConfig(name="eager", num_threads=1))), Translator(onnx)
+    search = load_search(path / LM_NAME, model.cfg.decoder.blank)
+
+    def translators(decoding: str) -> tuple[Translator, Translator]:
+        """(eager, onnx) translators; decoding "lm": the unit LM search between the split graphs."""
+        split = decoding == "lm"
+        onnx = make_runner(model, BackendConfig(name="onnx", num_threads=1, cache_dir=str(cache), max_batch=4),
+                           split=split)
+        eager = make_runner(model, BackendConfig(name="eager", num_threads=1), split=split)
+        return Translator(eager, search if split else None), Translator(onnx, search if split else None)
+
+    return translators
 
 
-def test_shipped_model_onnx_equals_eager_on_held_out_speech(shipped) -> None:
-    eager, onnx = shipped
+@pytest.mark.parametrize("decoding", ["greedy", "lm"])
+def test_shipped_model_onnx_equals_eager_on_held_out_speech(shipped, decoding: str) -> None:
+    eager, onnx = shipped(decoding)
+    assert hasattr(onnx.runner, "listen") == (decoding == "lm")
     clips = [read_audio(p, sample_rate=16_000)[0] for p in sorted((ROOT / "examples").glob("*.wav"))]
     assert clips
     sessions = {name: [tr.create_session(f"{name}{i}") for i in range(len(clips))]

@@ -443,3 +443,31 @@ def test_unpack_goes_on_from_a_packaged_model(trained_phonemes: tuple[RecipeConf
         Recipe(other).run(["unpack"])
     with pytest.raises(StreamerError, match="unknown training stage"):
         Recipe(fresh).run(["unpakc"])
+
+
+def test_lm_stage_tunes_an_lm_and_package_ships_it(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """`lm` counts the unit LM on the training targets and picks its weight and bonus on dev; `package` ships
+    it (checksummed), the translator then searches with it by default; a later package without one drops it."""
+    from streamer.models.ctc_search import load_search
+    from streamer.models.unit_lm import LM_NAME
+
+    cfg, work = trained
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("model"))
+    lm_cfg = replace(cfg.lm, alphas=(0.3, 0.8), betas=(0.5, 1.5), max_delay_ms=160)
+    again = replace(cfg, work_dir=str(copy), output_dir=str(tmp_path / "model"), lm=lm_cfg)
+    Recipe(again).run(["lm", "package"])
+    shipped = tmp_path / "model" / LM_NAME
+    assert shipped.is_file() and LM_NAME in (tmp_path / "model/SHA256SUMS").read_text()
+    model = load_model(tmp_path / "model")
+    search = load_search(shipped, model.cfg.decoder.blank)
+    assert (search.cfg.alpha, search.cfg.beta) in {(a, b) for a in (0.3, 0.8) for b in (0.5, 1.5)}
+    assert search.cfg.max_delay_slots == 160 * model.cfg.max_units // model.cfg.chunk_ms
+    assert search.lm.order == cfg.lm.order and search.lm.num_units == model.cfg.decoder.num_units
+    tr = Translator.from_dir(tmp_path / "model")
+    assert tr.search is not None
+    speech = (0.1 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
+    assert np.isfinite(tr.translate_array(speech, sample_rate=16_000)).all()
+    (copy / LM_NAME).unlink()
+    Recipe(again).run(["package"])
+    assert not shipped.exists() and LM_NAME not in (tmp_path / "model/SHA256SUMS").read_text()
