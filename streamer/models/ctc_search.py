@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,7 @@ class SearchConfig:
     beta: float = 1.0             # score per emitted unit (offsets the LM's preference for short output)
     prune: float = -8.0           # units below this slot log-probability are not tried
     max_delay_slots: int | None = 16  # commit from the best hypothesis after this many slots undecided
+    end_floor: float = math.log(0.01)  # least end-of-sentence log-probability the LM is taken to give
 
 
 class CTCBeamSearch:
@@ -105,11 +106,12 @@ class CTCBeamSearch:
     def finish_timed(self, state: SearchState) -> tuple[list[tuple[int, int]], SearchState]:
         def final(item: tuple[tuple[int, ...], Hypothesis]) -> float:
             suffix, hyp = item
-            said = state.history + suffix
-            # The LM's end-of-sentence score, except for a stream that has said nothing: the LM never saw an
-            # empty sentence, and silence must stay silent.
-            end = self._lm_bonus(said, self.lm.end) - self.cfg.beta if self.lm and said else 0.0
-            return hyp.score + end
+            if self.lm is None:
+                return hyp.score
+            # The LM's end-of-sentence score, floored: it never saw an empty sentence, and an unbounded
+            # penalty there would make the search say something after silence rather than nothing.
+            end = self.lm.logprob(self.lm.context(state.history + suffix), self.lm.end)
+            return hyp.score + self.cfg.alpha * max(end, self.cfg.end_floor)
 
         suffix, best = max(state.beams.items(), key=final)
         return (list(zip(suffix, best.slots, strict=True)),
@@ -202,7 +204,7 @@ def _drop(hyp: Hypothesis, count: int) -> Hypothesis:
 
 
 def _unbounded(cfg: SearchConfig) -> SearchConfig:
-    return SearchConfig(cfg.beam, cfg.alpha, cfg.beta, cfg.prune, None)
+    return replace(cfg, max_delay_slots=None)
 
 
 SEARCH_KEY = "search"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 from streamer.errors import StreamerError
@@ -84,12 +85,13 @@ def decoding_paragraph(out_dir: Path, model: S2STModel) -> str:
     cfg = model.cfg
     search = load_search(out_dir / LM_NAME, cfg.decoder.blank)
     delay_ms = (search.cfg.max_delay_slots or 0) * cfg.chunk_ms / cfg.max_units
-    return (f"**Decoding.** By default a CTC beam search (beam {search.cfg.beam}) with an order-{search.lm.order} "
+    text = (f"**Decoding.** By default a CTC beam search (beam {search.cfg.beam}) with an order-{search.lm.order} "
             f"n-gram LM over the target units (`{LM_NAME}`, counted on the training targets; weight "
             f"{search.cfg.alpha}, unit bonus {search.cfg.beta}, tuned on dev). A unit is voiced once every "
             f"hypothesis agrees on it, or {delay_ms:.0f} ms after it was first hypothesised: about 0.2-0.3 s "
             "more latency than greedy CTC (`decoding=\"greedy\"`). The eager and ONNX backends run it; "
-            "torch.compile and TensorRT decode greedily.\n\n")
+            "torch.compile and TensorRT decode greedily.")
+    return textwrap.fill(text, width=110) + "\n\n"
 
 
 def eval_summary(report_dir: Path, eval_config: str) -> str:
