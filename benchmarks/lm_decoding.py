@@ -27,15 +27,11 @@ from streamer.models.unit_lm import UnitLM
 from streamer.models.units import edit_distance
 from streamer.train.augment import narrowband, telephone_band
 from streamer.train.recipe import Recipe, RecipeConfig
+from streamer.train.s2ut import greedy_units
 from streamer.train.unit_lm_stage import UnitLMConfig, slot_log_probs, tune
 
 SPLITS = ("dev", "unseen_voices", "unseen_sentences", "unseen_engine")
 CHANNELS = {"clean": None, "telephone": telephone_band, "narrowband": narrowband}
-
-
-def greedy(log_probs: np.ndarray, blank: int) -> list[int]:
-    tokens = log_probs.argmax(-1)
-    return [int(k) for i, k in enumerate(tokens) if k != blank and (i == 0 or tokens[i - 1] != k)]
 
 
 def stream(search: CTCBeamSearch, log_probs: np.ndarray, chunk_slots: int) -> tuple[list[int], list[int]]:
@@ -97,7 +93,7 @@ def main() -> None:
         log_probs, refs = load(split, channel)
         if not refs:  # a set this direction does not have (es-en: no held-out engine)
             continue
-        base = edits([greedy(x, blank) for x in log_probs], refs)
+        base = edits([greedy_units(torch.from_numpy(x)[None], blank)[0].tolist() for x in log_probs], refs)
         row = {"split": split, "channel": channel, "n": len(refs), "greedy": rate(base), "lm": []}
         for delay in [*args.delays, None]:
             search = CTCBeamSearch(blank, lm, replace(best, max_delay_slots=delay))

@@ -41,7 +41,7 @@ import numpy as np
 
 from streamer.bench_latency import latency_run, rss_mb
 from streamer.bench_report import BenchReport, CostCurve, LatencyRun, StreamsPoint, UtteranceRun, write_report
-from streamer.config import read_yaml_mapping
+from streamer.config import DECODINGS, read_yaml_mapping
 from streamer.errors import StreamerError
 from streamer.latency import ComputeStats
 
@@ -53,7 +53,6 @@ __all__ = ["BenchConfig", "BenchError", "BenchReport", "CostCurve", "LatencyRun"
            "add_bench_args", "cmd_bench", "load_inputs", "run_bench", "write_report"]
 
 MODES = ("simulated", "realtime")
-DECODINGS = ("auto", "lm", "greedy")
 PRESETS = ("tiny", "default")
 
 
@@ -341,14 +340,11 @@ def run_bench(config: BenchConfig) -> BenchReport:
 def bench_translator(model: S2STModel, info: dict[str, Any], backend: str, config: BenchConfig) -> Translator:
     """The translator a backend is timed with: the unit LM search between the split graphs where the model has
     an LM and `config.decoding` asks for it ("auto": where the backend runs it), else greedy."""
-    from streamer.engine import SPLIT_BACKENDS, BackendConfig, make_runner
+    from streamer.engine import BackendConfig, make_runner
     from streamer.models.ctc_search import load_search
-    from streamer.pipeline import Translator
+    from streamer.pipeline import Translator, use_lm_search
 
-    if config.decoding == "lm" and not info.get("unit_lm"):
-        raise BenchError(f"decoding 'lm' but the model ({info['source']}) has no unit LM")
-    use_lm = bool(info.get("unit_lm")) and (config.decoding == "lm" or (
-        config.decoding == "auto" and backend in SPLIT_BACKENDS))
+    use_lm = use_lm_search(config.decoding, Path(info["unit_lm"]) if info.get("unit_lm") else None, backend)
     runner = make_runner(model, BackendConfig(name=backend, num_threads=config.threads), split=use_lm)
     return Translator(runner, load_search(info["unit_lm"], model.cfg.decoder.blank) if use_lm else None)
 

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from streamer.config import DECODINGS
 from streamer.errors import StreamerError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -18,7 +19,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=None, choices=["eager", "compile", "onnx", "tensorrt"],
                    help="how to run the step graph (default: onnx when installed, else eager)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for the backend")
-    p.add_argument("--decoding", default="auto", choices=["auto", "lm", "greedy"],
+    p.add_argument("--decoding", default="auto", choices=DECODINGS,
                    help="unit choice: the model's unit LM search (better, ~0.3 s later), greedy CTC, or auto "
                         "(the LM where the model has one and the backend runs it: eager, onnx)")
 

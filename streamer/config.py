@@ -9,6 +9,10 @@ from typing import Any, Self
 
 import yaml
 
+# How the pipeline chooses units: the model's unit LM search, greedy CTC, or "auto" (the LM search where
+# the model has an LM and the backend runs the split step graph). Here so that CLIs need not import torch.
+DECODINGS = ("auto", "lm", "greedy")
+
 
 def read_yaml_mapping(path: str | Path, *, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
     """The mapping in YAML file `path` (empty file: {}); `error` naming the file when it is missing,

@@ -18,6 +18,7 @@ import torch
 
 from streamer.audio.io import check_samples
 from streamer.audio.resample import StreamingResampler
+from streamer.config import DECODINGS
 from streamer.engine import SPLIT_BACKENDS, BackendConfig, Runner, load_runner
 from streamer.errors import AudioError, BackendUnavailableError, ModelError
 from streamer.models.ctc_search import CTCBeamSearch, load_search
@@ -25,7 +26,17 @@ from streamer.models.s2st import S2STConfig
 from streamer.models.state import stack_states, unstack_states
 from streamer.models.unit_lm import LM_NAME
 
-DECODINGS = ("auto", "lm", "greedy")  # how units are chosen: the model's unit LM search, or greedy CTC
+
+def use_lm_search(decoding: str, lm_path: Path | None, backend: str) -> bool:
+    """Whether `decoding` (DECODINGS) means the unit LM search at `lm_path` on `backend`: "lm" always (refused
+    when there is no LM), "auto" where there is one and the backend runs the split graph, "greedy" never."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+    has_lm = lm_path is not None and lm_path.is_file()
+    if decoding == "lm" and not has_lm:
+        where = lm_path.parent if lm_path is not None else "the model"
+        raise ModelError(f"decoding='lm' but {where} has no {LM_NAME}")
+    return decoding == "lm" or (decoding == "auto" and has_lm and backend in SPLIT_BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -177,12 +188,8 @@ class Translator:
         """decoding: "lm" (beam search with the folder's unit LM), "greedy", or "auto" (the LM search where
         the folder has an LM and the backend runs it, else greedy)."""
         config = backend if isinstance(backend, BackendConfig) else BackendConfig(name=backend)
-        if decoding not in DECODINGS:
-            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         lm_path = Path(path) / LM_NAME
-        if decoding == "lm" and not lm_path.is_file():
-            raise ModelError(f"decoding='lm' but {path} has no {LM_NAME}")
-        use_lm = decoding == "lm" or (decoding == "auto" and lm_path.is_file() and config.name in SPLIT_BACKENDS)
+        use_lm = use_lm_search(decoding, lm_path, config.name)
         runner = load_runner(Path(path), config, split=use_lm)
         return cls(runner, load_search(lm_path, runner.config.decoder.blank) if use_lm else None)
 

@@ -29,6 +29,7 @@ from simuleval.agents.actions import Action, ReadAction, WriteAction
 from simuleval.data.segments import SpeechSegment
 from simuleval.utils import entrypoint
 
+from streamer.config import DECODINGS
 from streamer.engine import BackendConfig
 from streamer.pipeline import Translator
 
@@ -66,7 +67,7 @@ class StreamerAgent(SpeechToSpeechAgent):
         parser.add_argument("--pair", default="en-es", help="shipped language pair (default: en-es)")
         parser.add_argument("--backend", default="eager", help="streamer backend (default: eager)")
         parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
-        parser.add_argument("--decoding", default="auto", choices=["auto", "lm", "greedy"],
+        parser.add_argument("--decoding", default="auto", choices=DECODINGS,
                             help="unit choice: the model's unit LM search, greedy, or auto (default)")
         parser.add_argument("--silence-db", type=float, default=-40.0, help="silence level, dBFS (default: -40)")
         parser.add_argument("--keep-silence", action="store_true", help="write raw chunk audio, silence included")

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from streamer.errors import BackendUnavailableError, ModelError
 from streamer.models.checkpoint import load_model
 from streamer.models.s2st import S2STConfig, S2STModel, S2STState
-from streamer.models.state import flatten_state, unflatten_state
+from streamer.models.state import flatten_state, map_state, unflatten_state
 
 if TYPE_CHECKING:
     from streamer.engine import BackendConfig
@@ -67,14 +67,9 @@ class StepGraph(nn.Module):
         check_graph_name(graph)
         self.model, self.graph = model, graph
         self.template = model.init_state(1)
-        self.sizes = [len(flatten_state(getattr(self.template, part))) for part in GRAPH_PARTS[graph]]
 
     def forward(self, first: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        parts, start = {}, 0
-        for part, size in zip(GRAPH_PARTS[self.graph], self.sizes, strict=True):
-            parts[part] = unflatten_state(getattr(self.template, part), state[start:start + size])
-            start += size
-        full = S2STState(**{f: parts.get(f) for f in S2STState._fields})
+        full = with_graph_leaves(self.template, self.graph, state)  # the other parts go unread
         if self.graph == "step":
             out, units, new = self.model.step(first, full)
             outs: tuple[Tensor, ...] = (out, units)
@@ -98,13 +93,9 @@ def graph_leaves(state: S2STState, graph: str) -> list[Tensor]:
 
 
 def with_graph_leaves(state: S2STState, graph: str, tensors: Sequence[Tensor]) -> S2STState:
-    """`state` with the graph's parts replaced by `tensors` (what the graph returned)."""
-    parts, start = {}, 0
-    for part in GRAPH_PARTS[graph]:
-        size = len(flatten_state(getattr(state, part)))
-        parts[part] = unflatten_state(getattr(state, part), tensors[start:start + size])
-        start += size
-    return state._replace(**parts)
+    """`state` with the graph's parts replaced by `tensors` (in `graph_leaves` order)."""
+    it = iter(tensors)
+    return state._replace(**{part: map_state(lambda _t: next(it), getattr(state, part)) for part in GRAPH_PARTS[graph]})
 
 
 def state_leaves(state: Any) -> Iterator[Tensor]:

@@ -119,7 +119,7 @@ class CTCBeamSearch:
 
     def search(self, log_probs: np.ndarray) -> list[int]:
         """The whole utterance at once: what streaming with no delay bound commits, in one call."""
-        unbounded = CTCBeamSearch(self.blank, self.lm, _unbounded(self.cfg))
+        unbounded = CTCBeamSearch(self.blank, self.lm, replace(self.cfg, max_delay_slots=None))
         units, state = unbounded.step(log_probs, unbounded.init_state())
         rest, _ = unbounded.finish(state)
         return units + rest
@@ -187,7 +187,7 @@ class CTCBeamSearch:
         committed: list[tuple[int, int]] = []
         while True:
             best_suffix, best = max(state.beams.items(), key=lambda item: item[1].score)
-            if not best.slots or not self._overdue(best, state.slot):
+            if not self._overdue(best, state.slot):
                 state.beams = {s: h for s, h in state.beams.items() if h is best or not self._overdue(h, state.slot)}
                 return committed
             first = best_suffix[0]
@@ -201,10 +201,6 @@ class CTCBeamSearch:
 
 def _drop(hyp: Hypothesis, count: int) -> Hypothesis:
     return Hypothesis(hyp.blank, hyp.unit, hyp.bonus, hyp.slots[count:])
-
-
-def _unbounded(cfg: SearchConfig) -> SearchConfig:
-    return replace(cfg, max_delay_slots=None)
 
 
 SEARCH_KEY = "search"
