@@ -2,9 +2,10 @@
 
 For target sentences of a split, the vocoder speaks (a) the true frame units of the target clip and
 (b) the same units, deduplicated and re-timed with the queue's mean durations (what it gets at run
-time from a decoder that is never wrong); a Griffin-Lim baseline speaks both from each unit's mean
-STFT magnitude in the target voice. The Whisper judge transcribes all and the target voice itself
-(the topline); the table gives ASR-BLEU and WER of each.
+time from a decoder that is never wrong), and (c) re-timed with each unit's mean duration after the one or
+two units before it (a causal context the queue could keep); a Griffin-Lim baseline speaks (a) and (b)
+from each unit's mean STFT magnitude in the target voice (`--no-griffin-lim` skips it). The Whisper judge
+transcribes all and the target voice itself (the topline); the table gives ASR-BLEU and WER of each.
 
     python benchmarks/vocoder_ceiling.py --config configs/train/en-es.yaml --n 40 --out benchmarks/results/x
 """
@@ -32,6 +33,39 @@ def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
     """Deduplicated units, each held for its mean duration (rounded, at least one frame)."""
     units, _ = dedup(frame_units)
     reps = np.maximum(1, np.round(durations.numpy()[units]).astype(int))
+    return np.repeat(units, reps)
+
+
+def context_durations(frame_units: list[np.ndarray], num_units: int, context: int, *,
+                      min_count: int = 5) -> list[dict[tuple[int, ...], float]]:
+    """Mean run length of a unit after each run of `context` previous units (num_units before the start),
+    as tables for 0..context previous units; the lookup backs off to fewer when a context was seen fewer
+    than `min_count` times. Causal: what a queue that remembers its last units could use."""
+    sums: list[dict] = [{} for _ in range(context + 1)]
+    for fu in frame_units:
+        units, durations = dedup(fu)
+        padded = [num_units] * context + units.tolist()
+        for i, d in enumerate(durations.tolist()):
+            for n in range(context + 1):
+                key = tuple(padded[i + context - n:i + context + 1])
+                total, count = sums[n].get(key, (0, 0))
+                sums[n][key] = (total + d, count + 1)
+    return [{k: t / c for k, (t, c) in level.items() if c >= (min_count if n else 1)} for n, level in enumerate(sums)]
+
+
+def context_retimed(frame_units: np.ndarray, tables: list[dict[tuple[int, ...], float]], num_units: int
+                    ) -> np.ndarray:
+    """Deduplicated units, each held for its mean duration after the longest context seen in training."""
+    units, _ = dedup(frame_units)
+    context = len(tables) - 1
+    padded = [num_units] * context + units.tolist()
+    reps = []
+    for i in range(len(units)):
+        for n in range(context, -1, -1):
+            mean = tables[n].get(tuple(padded[i + context - n:i + context + 1]))
+            if mean is not None:
+                break
+        reps.append(max(1, round(mean if mean is not None else 1.0)))
     return np.repeat(units, reps)
 
 
@@ -76,18 +110,26 @@ def main() -> None:
     p.add_argument("--split", default="dev")
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--out", required=True)
+    p.add_argument("--vocoder", help="vocoder weights (default: the recipe work dir's vocoder.safetensors); a "
+                   "model folder's model.safetensors also works")
+    p.add_argument("--no-griffin-lim", action="store_true", help="skip the Griffin-Lim baseline")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = RecipeConfig.from_yaml(args.config)
     recipe = Recipe(replace(cfg, train_limit=None))
     model = S2STModel(cfg.model_config()).eval()
-    model.vocoder.load_state_dict(load_file(str(recipe.work / "vocoder.safetensors")))
+    weights = load_file(args.vocoder or str(recipe.work / "vocoder.safetensors"))
+    if any(k.startswith("vocoder.") for k in weights):
+        weights = {k.removeprefix("vocoder."): v for k, v in weights.items() if k.startswith("vocoder.")}
+    model.vocoder.load_state_dict(weights)
     train = recipe.data("train", src_lang=cfg.source_lang)
     path = recipe.work / "durations.safetensors"
     if path.is_file():
         durations = load_file(str(path))["durations"]
     else:  # the vocoder stage writes them when it ends; before that, the same from the training targets
         durations = unit_durations(list(recipe.frame_units(train).values()), cfg.units.num_units)
+    train_units = list(recipe.frame_units(train).values())
+    contexts = {n: context_durations(train_units, cfg.units.num_units, n) for n in (1, 2)}
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
     clips = unique_targets(train[:600])
@@ -96,6 +138,8 @@ def main() -> None:
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))
     lang, sr = cfg.target_lang, model.cfg.sample_rate
     hyps: dict[str, list[str]] = {"target voice (topline)": [], "true frame units": [], "mean durations": [],
+                                  "mean durations after the previous unit": [],
+                                  "mean durations after the previous two units": [],
                                   "Griffin-Lim baseline, true frame units": [],
                                   "Griffin-Lim baseline, mean durations": []}
     for u in utts:
@@ -104,18 +148,22 @@ def main() -> None:
         hyps["true frame units"].append(judge.transcribe(speak(model, frames), sr, language=lang))
         timed = retimed(frames, durations)
         hyps["mean durations"].append(judge.transcribe(speak(model, timed), sr, language=lang))
-        hyps["Griffin-Lim baseline, true frame units"].append(
-            judge.transcribe(griffin_lim(frames, spectra), sr, language=lang))
-        hyps["Griffin-Lim baseline, mean durations"].append(
-            judge.transcribe(griffin_lim(timed, spectra), sr, language=lang))
+        for n, label in ((1, "previous unit"), (2, "previous two units")):
+            timed_n = context_retimed(frames, contexts[n], cfg.units.num_units)
+            hyps[f"mean durations after the {label}"].append(judge.transcribe(speak(model, timed_n), sr, language=lang))
+        if not args.no_griffin_lim:
+            hyps["Griffin-Lim baseline, true frame units"].append(
+                judge.transcribe(griffin_lim(frames, spectra), sr, language=lang))
+            hyps["Griffin-Lim baseline, mean durations"].append(
+                judge.transcribe(griffin_lim(timed, spectra), sr, language=lang))
     refs = [u.tgt_text for u in utts]
     rows = {k: {"asr_bleu": metrics.asr_bleu(v, refs, lang=lang), "wer": metrics.wer(v, refs, lang=lang)}
-            for k, v in hyps.items()}
+            for k, v in hyps.items() if v}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocoder_ceiling.json").write_text(json.dumps(
         {"config": args.config, "split": args.split, "n": len(utts), "scores": rows,
-         "items": [{"reference": r, **{k: v[i] for k, v in hyps.items()}} for i, r in enumerate(refs)]},
+         "items": [{"reference": r, **{k: v[i] for k, v in hyps.items() if v}} for i, r in enumerate(refs)]},
         indent=1, ensure_ascii=False))
     lines = [f"Vocoder ceiling, {args.config}, {len(utts)} {args.split} targets", "",
              "| speech | ASR-BLEU | WER |", "|---|---:|---:|"]

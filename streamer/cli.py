@@ -21,7 +21,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for the backend")
     p.add_argument("--decoding", default="auto", choices=DECODINGS,
                    help="unit choice: the model's unit LM search (better, ~0.3 s later), greedy CTC, or auto "
-                        "(the LM where the model has one and the backend runs it: eager, onnx)")
+                        "(the LM where the model has one and the backend runs it: eager, compile, onnx)")
 
 
 def default_backend() -> str:

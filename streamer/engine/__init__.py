@@ -12,7 +12,7 @@ from streamer.errors import BackendUnavailableError
 from streamer.models.s2st import S2STConfig, S2STModel, S2STState
 
 BACKENDS = ("eager", "compile", "onnx", "tensorrt")
-SPLIT_BACKENDS = ("eager", "onnx")  # the backends that also run the step's two halves (listen, speak)
+SPLIT_BACKENDS = ("eager", "compile", "onnx")  # the backends that also run the step's two halves (listen, speak)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def make_runner(model: S2STModel, config: BackendConfig, *, split: bool = False)
     onnx and tensorrt export the model into the artifact cache on first use (keyed by its
     fingerprint) and load it from there; compile warms up for batch 1, 2 and max_batch. `split`: a runner
     that also has `listen` and `speak` (the halves of the step, for a unit search on the host between them):
-    eager and onnx.
+    eager, compile and onnx.
     """
     if split and config.name not in SPLIT_BACKENDS:
         raise BackendUnavailableError(f"the {config.name} backend runs greedy decoding only; the unit LM search "
@@ -76,7 +76,7 @@ def make_runner(model: S2STModel, config: BackendConfig, *, split: bool = False)
     if config.name == "compile":
         from streamer.engine.compiled import make_compiled_runner
 
-        return make_compiled_runner(model, config)
+        return make_compiled_runner(model, config, split=split)
     if config.name == "tensorrt":
         from streamer.engine.tensorrt import load_tensorrt_runner
 

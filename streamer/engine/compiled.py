@@ -1,4 +1,5 @@
 """torch.compile backend: the same `S2STModel.step`, compiled by TorchInductor, with a dynamic batch axis.
+With `split`, its two halves (`listen`, `speak`) are compiled too, for the unit search between them.
 
 Compiling is slow (tens of seconds per graph on a small CPU), so the runner compiles while it warms up,
 before the first real chunk, and can persist what inductor built as one cache file
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,7 @@ class CompiledRunner:
     name = "compile"
 
     def __init__(self, model: S2STModel, *, num_threads: int | None = None, mode: str = "default",
-                 cache_dir: str | Path | None = None, warmup: Sequence[int] = (1,)) -> None:
+                 cache_dir: str | Path | None = None, warmup: Sequence[int] = (1,), split: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown torch.compile mode {mode!r}; choose one of {', '.join(MODES)}")
         if num_threads:
@@ -51,18 +52,22 @@ class CompiledRunner:
         self.model = model.eval()
         self.config = model.cfg
         self.mode = mode
+        self.split = split
         self.device = next(model.parameters()).device
         self._clone = mode == "reduce-overhead" and self.device.type == "cuda"
         self.cache_file = None if cache_dir is None else artifact_path(
             Path(cache_dir), model_fingerprint(model), "compile", self.settings(), ".bin")
         self.loaded_cache = self._load_cache()
         self._step = torch.compile(model.step, mode=mode, dynamic=True)
+        self._listen = torch.compile(model.listen, mode=mode, dynamic=True)
+        self._speak = torch.compile(model.speak, mode=mode, dynamic=True)
         self.compile_seconds = self.warmup(warmup)
 
     def settings(self) -> dict[str, str]:
         """Everything that changes what inductor builds (the cache key besides the fingerprint)."""
         device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return {"mode": self.mode, "torch": torch.__version__, "device": device}
+        return {"mode": self.mode, "torch": torch.__version__, "device": device,
+                "graphs": "listen+speak" if self.split else "step"}
 
     def _load_cache(self) -> bool:
         if self.cache_file is None or not self.cache_file.is_file():
@@ -87,13 +92,19 @@ class CompiledRunner:
         return self.cache_file
 
     def warmup(self, batch_sizes: Sequence[int]) -> float:
-        """Compile (or re-trace) for each batch size by stepping it twice; returns the seconds spent."""
+        """Compile (or re-trace) for each batch size by stepping it twice (split: its halves); returns the
+        seconds spent."""
         start = time.perf_counter()
         for batch in sorted(set(batch_sizes)):
             state = self.init_state(batch)
             audio = torch.zeros(batch, self.config.chunk_samples)
+            no_units = torch.full((batch, self.config.max_units), -1, dtype=torch.long)
             for _ in range(2):
-                _, _, state = self.step(audio, state)
+                if self.split:
+                    _, state = self.listen(audio, state)
+                    _, state = self.speak(no_units, state)
+                else:
+                    _, _, state = self.step(audio, state)
         elapsed = time.perf_counter() - start
         if batch_sizes:
             log.info("torch.compile warm-up for batch %s took %.1f s", sorted(set(batch_sizes)), elapsed)
@@ -107,23 +118,42 @@ class CompiledRunner:
         """audio (B, chunk_samples) -> (audio (B, chunk_samples), units (B, max_units) int64, state)."""
         if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
             raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
+        out, units, new = self._run(self._step, audio, state)
+        return out.cpu(), units.cpu(), new
+
+    @torch.inference_mode()
+    def listen(self, audio: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        """The hearing half: audio (B, chunk_samples) -> (CTC log-probs (B, max_units, num_units + 1), state)."""
+        if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
+            raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
+        log_probs, new = self._run(self._listen, audio, state)
+        return log_probs.cpu(), new
+
+    @torch.inference_mode()
+    def speak(self, units: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
+        """The voicing half: units (B, max_units) int64, -1 = none -> (audio (B, chunk_samples), state)."""
+        out, new = self._run(self._speak, units, state)
+        return out.cpu(), new
+
+    def _run(self, graph: Callable[..., tuple], inputs: Tensor, state: S2STState) -> tuple:
+        """One compiled call with its inputs on the model's device; a CUDA-graph replay's state is cloned."""
         if self.device.type != "cpu":
-            audio = audio.to(self.device, non_blocking=True)
+            inputs = inputs.to(self.device, non_blocking=True)
             state = map_state(lambda t: t.to(self.device, non_blocking=True), state)
         if self._clone:
             torch.compiler.cudagraph_mark_step_begin()
-        out, units, new = self._step(audio, state)
+        *outputs, new = graph(inputs, state)
         if self._clone:
             new = map_state(torch.clone, new)
-        return out.cpu(), units.cpu(), new
+        return (*outputs, new)
 
 
-def make_compiled_runner(model: S2STModel, config: BackendConfig) -> CompiledRunner:
+def make_compiled_runner(model: S2STModel, config: BackendConfig, *, split: bool = False) -> CompiledRunner:
     """The runner `make_runner` builds: warm for batch 1, 2 and max_batch, cache in the streamer cache."""
     from streamer.engine.export import cache_root
 
     runner = CompiledRunner(model, num_threads=config.num_threads, cache_dir=cache_root(config),
-                            warmup=(1, 2, config.max_batch))
+                            warmup=(1, 2, config.max_batch), split=split)
     if not runner.loaded_cache:
         try:
             runner.save_cache()

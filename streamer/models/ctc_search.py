@@ -34,7 +34,7 @@ def _logadd(a: float, b: float) -> float:
     return top + math.log1p(math.exp(-abs(a - b)))
 
 
-@dataclass
+@dataclass(slots=True)
 class Hypothesis:
     """One uncommitted suffix: log P(slots so far, ending in blank / in a unit), and its LM + length score."""
 
@@ -42,6 +42,7 @@ class Hypothesis:
     unit: float = NEG_INF
     bonus: float = 0.0
     slots: tuple[int, ...] = ()  # the slot at which each suffix unit was first hypothesised
+    context: tuple[int, ...] | None = None  # the LM context after the suffix (None: from the history)
 
     @property
     def ctc(self) -> float:
@@ -128,6 +129,17 @@ class CTCBeamSearch:
     def _advance(self, beams: dict[tuple[int, ...], Hypothesis], row: np.ndarray, history: tuple[int, ...],
                  slot: int) -> dict[tuple[int, ...], Hypothesis]:
         tried = [int(k) for k in np.flatnonzero(row > self.cfg.prune)]
+        if tried == [self.blank]:  # a blank-only slot (about half of them): no suffix grows or merges
+            p = float(row[self.blank])
+            new = {suffix: Hypothesis(hyp.ctc + p, NEG_INF, hyp.bonus, hyp.slots, hyp.context)
+                   for suffix, hyp in beams.items()}
+        else:
+            new = self._expand(beams, row, tried, history, slot)
+        ranked = sorted(new.items(), key=lambda item: item[1].score, reverse=True)
+        return dict(ranked[: self.cfg.beam])
+
+    def _expand(self, beams: dict[tuple[int, ...], Hypothesis], row: np.ndarray, tried: list[int],
+                history: tuple[int, ...], slot: int) -> dict[tuple[int, ...], Hypothesis]:
         new: dict[tuple[int, ...], Hypothesis] = {}
         for suffix, hyp in beams.items():
             last = suffix[-1] if suffix else (history[-1] if history else None)
@@ -135,11 +147,11 @@ class CTCBeamSearch:
             for k in tried:
                 p = float(row[k])
                 if k == self.blank:
-                    stay = new.setdefault(suffix, Hypothesis(bonus=hyp.bonus, slots=hyp.slots))
+                    stay = new.setdefault(suffix, Hypothesis(bonus=hyp.bonus, slots=hyp.slots, context=hyp.context))
                     stay.blank = _logadd(stay.blank, total + p)
                     continue
                 if k == last:  # the same unit again: it collapses unless a blank came between
-                    stay = new.setdefault(suffix, Hypothesis(bonus=hyp.bonus, slots=hyp.slots))
+                    stay = new.setdefault(suffix, Hypothesis(bonus=hyp.bonus, slots=hyp.slots, context=hyp.context))
                     stay.unit = _logadd(stay.unit, hyp.unit + p)
                     reach = hyp.blank + p
                 else:
@@ -149,15 +161,17 @@ class CTCBeamSearch:
                 longer = suffix + (k,)
                 ext = new.get(longer)
                 if ext is None:
-                    bonus = hyp.bonus + (self._lm_bonus(history + suffix, k) if self.lm else self.cfg.beta)
-                    ext = new[longer] = Hypothesis(bonus=bonus, slots=hyp.slots + (slot,))
+                    ext = new[longer] = self._extend(hyp, history, k, slot)
                 ext.unit = _logadd(ext.unit, reach)
-        ranked = sorted(new.items(), key=lambda item: item[1].score, reverse=True)
-        return dict(ranked[: self.cfg.beam])
+        return new
 
-    def _lm_bonus(self, units: tuple[int, ...], unit: int) -> float:
-        assert self.lm is not None
-        return self.cfg.alpha * self.lm.logprob(self.lm.context(units), unit) + self.cfg.beta
+    def _extend(self, hyp: Hypothesis, history: tuple[int, ...], unit: int, slot: int) -> Hypothesis:
+        """`hyp` with `unit` appended (no probability yet): its LM and length score, and its new LM context."""
+        if self.lm is None:
+            return Hypothesis(bonus=hyp.bonus + self.cfg.beta, slots=hyp.slots + (slot,))
+        context = hyp.context if hyp.context is not None else self.lm.context(history)
+        bonus = self.cfg.alpha * self.lm.logprob(context, unit) + self.cfg.beta
+        return Hypothesis(bonus=hyp.bonus + bonus, slots=hyp.slots + (slot,), context=(context + (unit,))[1:])
 
     # -- committing -------------------------------------------------------------------------
     def _tail(self, units: tuple[int, ...]) -> tuple[int, ...]:
@@ -200,7 +214,7 @@ class CTCBeamSearch:
 
 
 def _drop(hyp: Hypothesis, count: int) -> Hypothesis:
-    return Hypothesis(hyp.blank, hyp.unit, hyp.bonus, hyp.slots[count:])
+    return Hypothesis(hyp.blank, hyp.unit, hyp.bonus, hyp.slots[count:], hyp.context)
 
 
 SEARCH_KEY = "search"

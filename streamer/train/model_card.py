@@ -89,8 +89,8 @@ def decoding_paragraph(out_dir: Path, model: S2STModel) -> str:
             f"n-gram LM over the target units (`{LM_NAME}`, counted on the training targets; weight "
             f"{search.cfg.alpha}, unit bonus {search.cfg.beta}, tuned on dev). A unit is voiced once every "
             f"hypothesis agrees on it, or {delay_ms:.0f} ms after it was first hypothesised: about 0.2-0.3 s "
-            "more latency than greedy CTC (`decoding=\"greedy\"`). The eager and ONNX backends run it; "
-            "torch.compile and TensorRT decode greedily.")
+            "more latency than greedy CTC (`decoding=\"greedy\"`). The eager, torch.compile and ONNX backends run it; "
+            "TensorRT decodes greedily.")
     return textwrap.fill(text, width=110) + "\n\n"
 
 

@@ -38,11 +38,12 @@ def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def runner_for(tiny: S2STModel, engine_cache: Path, request: pytest.FixtureRequest) -> Callable[[str], Runner]:
-    """`runner_for(name)`: the session's runner for a backend, or pytest.skip with the reason."""
+    """`runner_for(name)`: the session's runner for a backend, or pytest.skip with the reason.
+    "compile-split" is torch.compile warmed for the step's halves (listen, speak)."""
     runners: dict[str, Runner] = {}
 
     def get(name: str) -> Runner:
-        backend = name.removesuffix("-fp16")
+        backend = name.removesuffix("-fp16").removesuffix("-split")
         if backend not in available_backends():
             pytest.skip(f"backend {backend!r} is not usable here (available: {available_backends()})")
         if backend == "compile" and not slow_selected(request.config):
@@ -54,7 +55,8 @@ def runner_for(tiny: S2STModel, engine_cache: Path, request: pytest.FixtureReque
             if backend == "compile":
                 from streamer.engine.compiled import CompiledRunner
 
-                runners[name] = CompiledRunner(tiny, num_threads=1, cache_dir=engine_cache, warmup=(1, 3))
+                runners[name] = CompiledRunner(tiny, num_threads=1, cache_dir=engine_cache, warmup=(1, 3),
+                                               split=name.endswith("-split"))
             else:
                 from streamer.engine import make_runner
 

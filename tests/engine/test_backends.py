@@ -20,14 +20,17 @@ from torch import Tensor
 
 from streamer.engine import Runner
 from streamer.engine.eager import EagerRunner
+from streamer.models.ctc_search import CTCBeamSearch, SearchConfig
 from streamer.models.s2st import S2STModel, S2STState
 from streamer.models.state import flatten_state, stack_states, unstack_states
+from streamer.models.unit_lm import UnitLM
 from streamer.pipeline import Translator
 
 ATOL_FP32 = 1e-4
 ATOL_STATE = 2e-3
 ATOL_FP16 = 5e-2
-MARKS = {"compile": [pytest.mark.slow], "tensorrt": [pytest.mark.gpu], "tensorrt-fp16": [pytest.mark.gpu]}
+MARKS = {"compile": [pytest.mark.slow], "compile-split": [pytest.mark.slow], "tensorrt": [pytest.mark.gpu],
+         "tensorrt-fp16": [pytest.mark.gpu]}
 
 
 def backends(*names: str) -> list:
@@ -142,3 +145,25 @@ def test_runner_rejects_wrong_chunk(tiny: S2STModel, runner_for: Callable[[str],
     runner = runner_for("onnx")
     with pytest.raises(ValueError, match=str(tiny.cfg.chunk_samples)):
         runner.step(torch.zeros(1, 100), runner.init_state(1))
+
+
+@pytest.mark.parametrize("name", backends("compile-split"))
+def test_split_backend_with_lm_search_matches_eager(name: str, tiny: S2STModel,
+                                                    runner_for: Callable[[str], Runner]) -> None:
+    """The step's halves on the backend, with the unit LM search between them, translate as eager does:
+    the same CTC log-probabilities, so the same units, and the same audio."""
+    runner = runner_for(name)
+    blank = tiny.cfg.decoder.blank
+    g = torch.Generator().manual_seed(5)
+    lm = UnitLM.fit(torch.randint(0, blank, (200, 12), generator=g).tolist(), order=3, num_units=blank)
+    search = CTCBeamSearch(blank, lm, SearchConfig(beam=4, prune=-20.0, max_delay_slots=8))
+    chunks = stream_chunks(10, 1, tiny.cfg.chunk_samples, seed=6)
+    log_probs, _ = runner.listen(chunks[0], runner.init_state(1))
+    ref_log_probs, _ = EagerRunner(tiny).listen(chunks[0], tiny.init_state(1))
+    torch.testing.assert_close(log_probs, ref_log_probs, atol=ATOL_FP32, rtol=0)
+    samples = torch.cat(chunks, dim=1)[0].numpy()
+    ref = Translator(EagerRunner(tiny), search).translate_whole(samples, sample_rate=16_000)
+    got = Translator(runner, search).translate_whole(samples, sample_rate=16_000)
+    assert len(ref.result().units) >= 5, "the reference emits too few units to compare"
+    assert np.array_equal(got.result().units, ref.result().units)
+    np.testing.assert_allclose(got.read_output(), ref.read_output(), atol=ATOL_FP32, rtol=0)

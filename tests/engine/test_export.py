@@ -155,4 +155,4 @@ def test_split_graphs_carry_their_half_of_the_state(tiny: S2STModel, engine_cach
     with pytest.raises(ModelError, match="not listen and speak"):
         OnnxSplitRunner(speak, listen)
     with pytest.raises(BackendUnavailableError, match="greedy decoding only"):
-        make_runner(tiny, BackendConfig(name="compile"), split=True)
+        make_runner(tiny, BackendConfig(name="tensorrt"), split=True)
