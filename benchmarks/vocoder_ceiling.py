@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from streamer.eval import metrics
+from streamer.eval.compare import paired_bootstrap
 from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.models.units import dedup
@@ -157,6 +158,10 @@ def main() -> None:
             hyps["Griffin-Lim baseline, mean durations"].append(
                 judge.transcribe(griffin_lim(timed, spectra), sr, language=lang))
     refs = [u.tgt_text for u in utts]
+
+    def score(items: list[dict]) -> float:
+        return metrics.asr_bleu([i["hyp"] for i in items], [i["ref"] for i in items], lang=lang)
+
     rows = {k: {"asr_bleu": metrics.asr_bleu(v, refs, lang=lang), "wer": metrics.wer(v, refs, lang=lang)}
             for k, v in hyps.items() if v}
     out = Path(args.out)
@@ -168,6 +173,14 @@ def main() -> None:
     lines = [f"Vocoder ceiling, {args.config}, {len(utts)} {args.split} targets", "",
              "| speech | ASR-BLEU | WER |", "|---|---:|---:|"]
     lines += [f"| {k} | {v['asr_bleu']:.1f} | {100 * v['wer']:.1f} % |" for k, v in rows.items()]
+    lines += ["", "ASR-BLEU against mean durations (paired bootstrap over sentences, 1,000 resamples):", "",
+              "| speech | difference | 95 % interval | ahead |", "|---|---:|---|---:|"]
+    base = [{"hyp": h, "ref": r} for h, r in zip(hyps["mean durations"], refs, strict=True)]
+    for k, v in hyps.items():
+        if v and k != "mean durations":
+            items = [{"hyp": h, "ref": r} for h, r in zip(v, refs, strict=True)]
+            a, b, low, high, ahead = paired_bootstrap(base, items, score, higher_is_better=True, resamples=1000, seed=0)
+            lines.append(f"| {k} | {b - a:+.1f} | {low:+.1f} .. {high:+.1f} | {100 * ahead:.0f} % |")
     (out / "vocoder_ceiling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

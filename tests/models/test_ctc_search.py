@@ -119,3 +119,34 @@ def test_lm_search_repairs_what_greedy_gets_wrong() -> None:
     greedy = [int(k) for i, k in enumerate(tokens) if k != 5 and (i == 0 or tokens[i - 1] != k)]
     assert greedy == [0, 4, 1, 2, 3]
     assert CTCBeamSearch(5, lm, SearchConfig(alpha=1.0, beta=0.5)).search(log_probs) == [0, 1, 2, 3]
+
+
+class _NoShortcut(CTCBeamSearch):
+    """The search with every slot expanded in full, blank-only ones too (the reference for the shortcut)."""
+
+    def _advance(self, beams, row, history, slot):  # type: ignore[no-untyped-def]
+        tried = [int(k) for k in np.flatnonzero(row > self.cfg.prune)]
+        new = self._expand(beams, row, tried, history, slot)
+        return dict(sorted(new.items(), key=lambda item: item[1].score, reverse=True)[: self.cfg.beam])
+
+
+def test_blank_only_slots_shortcut_changes_nothing() -> None:
+    """Slots where only blank clears the pruning floor skip the expansion; units, the slots they were first
+    hypothesised at and every score stay exactly those of the full expansion."""
+    rng = np.random.default_rng(4)
+    num_units = 6
+    lm = UnitLM.fit(_sentences(rng, num_units, 60), order=3, num_units=num_units)
+    rows = _log_softmax(rng.normal(0, 2.5, (60, num_units + 1)))
+    quiet = rng.random(60) < 0.5
+    rows[quiet] = -20.0
+    rows[quiet, num_units] = 0.0  # blank-only slots
+    config = SearchConfig(beam=4, prune=-8.0, max_delay_slots=6)
+    fast, full = CTCBeamSearch(num_units, lm, config), _NoShortcut(num_units, lm, config)
+    state_fast, state_full = fast.init_state(), full.init_state()
+    for start in range(0, 60, 8):
+        got, state_fast = fast.step_timed(rows[start:start + 8], state_fast)
+        want, state_full = full.step_timed(rows[start:start + 8], state_full)
+        assert got == want
+        assert [(s, h.blank, h.unit, h.bonus) for s, h in state_fast.beams.items()] == \
+            [(s, h.blank, h.unit, h.bonus) for s, h in state_full.beams.items()]
+    assert fast.finish_timed(state_fast)[0] == full.finish_timed(state_full)[0]
