@@ -27,7 +27,7 @@ from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.models.units import dedup
 from streamer.train.recipe import Recipe, RecipeConfig
-from streamer.train.targets import unique_targets, unit_durations
+from streamer.train.targets import context_durations, unique_targets, unit_durations
 
 
 def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
@@ -37,37 +37,14 @@ def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
     return np.repeat(units, reps)
 
 
-def context_durations(frame_units: list[np.ndarray], num_units: int, context: int, *,
-                      min_count: int = 5) -> list[dict[tuple[int, ...], float]]:
-    """Mean run length of a unit after each run of `context` previous units (num_units before the start),
-    as tables for 0..context previous units; the lookup backs off to fewer when a context was seen fewer
-    than `min_count` times. Causal: what a queue that remembers its last units could use."""
-    sums: list[dict] = [{} for _ in range(context + 1)]
-    for fu in frame_units:
-        units, durations = dedup(fu)
-        padded = [num_units] * context + units.tolist()
-        for i, d in enumerate(durations.tolist()):
-            for n in range(context + 1):
-                key = tuple(padded[i + context - n:i + context + 1])
-                total, count = sums[n].get(key, (0, 0))
-                sums[n][key] = (total + d, count + 1)
-    return [{k: t / c for k, (t, c) in level.items() if c >= (min_count if n else 1)} for n, level in enumerate(sums)]
-
-
-def context_retimed(frame_units: np.ndarray, tables: list[dict[tuple[int, ...], float]], num_units: int
-                    ) -> np.ndarray:
-    """Deduplicated units, each held for its mean duration after the longest context seen in training."""
+def context_retimed(frame_units: np.ndarray, table: torch.Tensor, num_units: int, context: int) -> np.ndarray:
+    """Deduplicated units, each held as the queue's context table says (`context_durations`)."""
     units, _ = dedup(frame_units)
-    context = len(tables) - 1
-    padded = [num_units] * context + units.tolist()
-    reps = []
-    for i in range(len(units)):
-        for n in range(context, -1, -1):
-            mean = tables[n].get(tuple(padded[i + context - n:i + context + 1]))
-            if mean is not None:
-                break
-        reps.append(max(1, round(mean if mean is not None else 1.0)))
-    return np.repeat(units, reps)
+    padded = np.concatenate([np.full(context, num_units), units])
+    index = units.copy()
+    for level in range(context):  # the previous unit, then the one before it
+        index += padded[context - 1 - level:context - 1 - level + len(units)] * num_units * (num_units + 1) ** level
+    return np.repeat(units, np.maximum(1, np.round(table.numpy()[index]).astype(int)))
 
 
 N_FFT, HOP = 1024, 320  # one STFT frame per 20 ms unit frame
@@ -150,7 +127,7 @@ def main() -> None:
         timed = retimed(frames, durations)
         hyps["mean durations"].append(judge.transcribe(speak(model, timed), sr, language=lang))
         for n, label in ((1, "previous unit"), (2, "previous two units")):
-            timed_n = context_retimed(frames, contexts[n], cfg.units.num_units)
+            timed_n = context_retimed(frames, contexts[n], cfg.units.num_units, n)
             hyps[f"mean durations after the {label}"].append(judge.transcribe(speak(model, timed_n), sr, language=lang))
         if not args.no_griffin_lim:
             hyps["Griffin-Lim baseline, true frame units"].append(

@@ -5,6 +5,10 @@ expands each unit by its duration (in 20 ms frames) into a fixed-size frame buff
 `frames_per_chunk` frames per step, so every input chunk yields one output chunk of audio (silence when
 the queue is empty). When the backlog passes `backlog_frames`, durations shrink (never below one frame)
 so that output latency stays bounded. All ops are gathers and comparisons on fixed shapes.
+
+A unit's duration may depend on the units voiced before it (`duration_context` of them: espeak, like any
+speaker, times a phoneme by its neighbours). The table then holds a mean per context, flattened, and the
+state keeps the last units voiced; with no context it is one mean per unit.
 """
 
 from __future__ import annotations
@@ -25,16 +29,23 @@ class QueueConfig(DictConfig):
     capacity_frames: int = 128
     backlog_frames: int = 24
     max_duration_frames: int = 6
+    duration_context: int = 0  # previous units a duration is looked up by (0: one mean per unit)
 
     @property
     def silence(self) -> int:
         """The frame id that means 'no speech' (one past the last unit)."""
         return self.num_units
 
+    @property
+    def table_size(self) -> int:
+        """Entries of the duration table: one per unit after each context (num_units = none yet)."""
+        return (self.num_units + 1) ** self.duration_context * self.num_units
+
 
 class QueueState(NamedTuple):
     frames: Tensor  # (B, capacity) int64 unit id per queued frame (silence beyond `count`)
     count: Tensor   # (B,) int64 number of queued frames
+    recent: Tensor  # (B, max(1, duration_context)) int64 last units voiced, oldest first (num_units: none)
 
 
 class UnitQueue(nn.Module):
@@ -46,20 +57,48 @@ class UnitQueue(nn.Module):
     def __init__(self, cfg: QueueConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        # Mean duration of each unit in frames, learned from target speech (set by training).
-        self.register_buffer("durations", torch.ones(cfg.num_units))
+        # Mean duration in frames of each unit (after each context), learned from target speech.
+        self.register_buffer("durations", torch.ones(cfg.table_size))
 
     def init_state(self, batch_size: int) -> QueueState:
         device = self.durations.device
         frames = torch.full((batch_size, self.cfg.capacity_frames), self.cfg.silence, dtype=torch.long,
                             device=device)
-        return QueueState(frames, torch.zeros(batch_size, dtype=torch.long, device=device))
+        recent = torch.full((batch_size, max(1, self.cfg.duration_context)), self.cfg.num_units, dtype=torch.long,
+                            device=device)
+        return QueueState(frames, torch.zeros(batch_size, dtype=torch.long, device=device), recent)
 
-    def _expand(self, units: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
-        """Units (B, S) -> (frame ids (B, S * max_dur), number of new frames (B,))."""
+    def _lookup(self, units: Tensor, recent: Tensor) -> tuple[Tensor, Tensor]:
+        """Each unit's table entry (B, S) after the units voiced before it, and the new `recent`."""
+        c, k = self.cfg.duration_context, self.cfg.num_units
+        unit = units.clamp(min=0)
+        if c == 0:
+            return unit, recent
+        ext = torch.cat([recent, units], dim=1)  # (B, c + S); the context counts as voiced
+        n = ext.shape[1]
+        pos = torch.arange(n, device=units.device)
+        voiced = torch.cat([torch.ones_like(recent, dtype=torch.bool), units >= 0], dim=1)
+        marks = torch.where(voiced, pos[None], torch.full_like(ext, -1))  # (B, n)
+        # last voiced position at or before each position: a max over a lower-triangular mask (ONNX-friendly)
+        upto = torch.where(pos[None, :, None] >= pos[None, None, :], marks[:, None, :], -1).amax(-1)  # (B, n)
+        index, at = unit, (pos[c:] - 1)[None].expand_as(units)  # the position before each new unit
+        for level in range(c):
+            at = torch.gather(upto, 1, at.clamp(min=0))
+            index = index + torch.gather(ext, 1, at) * (k * (k + 1) ** level)
+            at = at - 1
+        last = upto[:, -1:]
+        picked = []
+        for _ in range(c):
+            picked.append(torch.gather(ext, 1, last))
+            last = torch.gather(upto, 1, (last - 1).clamp(min=0))
+        return index, torch.cat(picked[::-1], dim=1)
+
+    def _expand(self, units: Tensor, count: Tensor, recent: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Units (B, S) -> (frame ids (B, S * max_dur), number of new frames (B,), new recent units)."""
         cfg = self.cfg
         valid = units >= 0
-        mean = self.durations[units.clamp(min=0)]
+        index, recent = self._lookup(units, recent)
+        mean = self.durations[index]
         over = (count - cfg.backlog_frames).clamp(min=0).to(mean.dtype)
         speed = (1.0 - over / cfg.capacity_frames).clamp(min=0.5)[:, None]
         dur = torch.round(mean * speed).clamp(1, cfg.max_duration_frames).long()
@@ -68,11 +107,11 @@ class UnitQueue(nn.Module):
         slots = units.shape[1] * cfg.max_duration_frames
         pos = torch.arange(slots, device=units.device)
         which = (ends[:, None, :] <= pos[None, :, None]).sum(-1).clamp(max=units.shape[1] - 1)
-        return torch.gather(units, 1, which), ends[:, -1]
+        return torch.gather(units, 1, which), ends[:, -1], recent
 
     def step(self, units: Tensor, state: QueueState) -> tuple[Tensor, QueueState]:
         cfg = self.cfg
-        new, added = self._expand(units, state.count)
+        new, added, recent = self._expand(units, state.count, state.recent)
         pos = torch.arange(cfg.capacity_frames, device=units.device)[None]
         offset = (pos - state.count[:, None]).clamp(0, new.shape[1] - 1)
         from_new = (pos >= state.count[:, None]) & (pos < (state.count + added)[:, None])
@@ -83,4 +122,4 @@ class UnitQueue(nn.Module):
         k = cfg.frames_per_chunk
         out = frames[:, :k]
         rest = torch.cat([frames[:, k:], silence[:, :k]], dim=1)
-        return out, QueueState(rest, (count - k).clamp(min=0))
+        return out, QueueState(rest, (count - k).clamp(min=0), recent)

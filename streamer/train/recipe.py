@@ -34,14 +34,14 @@ from streamer.train.history import earlier_history, write_history
 from streamer.train.kmeans import kmeans
 from streamer.train.recipe_config import RecipeConfig
 from streamer.train.soup import cook
-from streamer.train.targets import layer_features, phoneme_labels, unique_targets, unit_durations
+from streamer.train.targets import context_durations, layer_features, phoneme_labels, unique_targets
 
 if TYPE_CHECKING:
     from streamer.train.phonemes import PhonemeInventory
 
 log = logging.getLogger(__name__)
 STAGES = ("ssl", "units", "s2ut", "vocoder", "lm", "package")
-EXTRA_STAGES = ("unpack",)
+EXTRA_STAGES = ("unpack", "durations")
 
 
 class Recipe:
@@ -287,8 +287,16 @@ class Recipe:
             self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))
         save_weights(model.vocoder, out)
         write_history(self.work / "vocoder_history.json", history, "vocoder training")
-        durations = unit_durations(frames, self.cfg.units.num_units)
-        save_file({"durations": durations}, str(self.work / "durations.safetensors"))
+        self.stage_durations()
+
+    def stage_durations(self) -> None:
+        """The queue's duration table (`queue.duration_context` previous units) from the training targets;
+        also run alone, to re-time a packaged model: `--stage unpack,durations,package`."""
+        train = self.data("train", src_lang=self.cfg.source_lang)
+        by_key = self.frame_units(train)
+        frames = [by_key[k] for k in unique_targets(train)]
+        table = context_durations(frames, self.cfg.units.num_units, self.cfg.queue.duration_context)
+        save_file({"durations": table}, str(self.work / "durations.safetensors"))
 
     def stage_lm(self) -> None:
         from streamer.train.unit_lm_stage import run_lm_stage

@@ -54,11 +54,32 @@ def layer_features(encoder: CausalEncoder, audio: np.ndarray, layer: int) -> tor
     return layers[layer - 1][0, WARMUP_FRAMES:]
 
 
-def unit_durations(frame_units: list[np.ndarray], num_units: int) -> torch.Tensor:
-    """Mean run length (frames) of each unit in target speech; 1 for units never seen."""
-    total, count = np.zeros(num_units), np.zeros(num_units)
+def context_durations(frame_units: list[np.ndarray], num_units: int, context: int, *,
+                      min_count: int = 5) -> torch.Tensor:
+    """The queue's duration table (`QueueConfig.table_size`): the mean run length of each unit after each
+    run of `context` previous units (num_units before the start), flattened oldest context first. A context
+    seen fewer than `min_count` times backs off to the shorter one; context 0 is `unit_durations`."""
+    shape = (num_units + 1,) * context + (num_units,)
+    total, count = np.zeros((context + 1, *shape)), np.zeros((context + 1, *shape))
     for fu in frame_units:
         units, durations = dedup(fu)
-        np.add.at(total, units, durations)
-        np.add.at(count, units, 1)
-    return torch.from_numpy(np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32))
+        padded = np.concatenate([np.full(context, num_units), units])
+        for n in range(context + 1):  # level n: the last n previous units, the older ones set to "none"
+            keys = [np.full(len(units), num_units)] * (context - n)
+            keys += [padded[context - j:context - j + len(units)] for j in range(n, 0, -1)]
+            np.add.at(total[n], (*keys, units), durations)
+            np.add.at(count[n], (*keys, units), 1)
+    table = np.ones(shape)
+    for n in range(context + 1):  # shortest context first, each longer one overriding where seen enough
+        level = total[n] / np.maximum(count[n], 1)
+        seen = count[n] >= (min_count if n else 1)
+        if n < context:  # a shorter context's mean applies to every longer context that ends in it
+            level = np.broadcast_to(level[(num_units,) * (context - n)], shape)
+            seen = np.broadcast_to(seen[(num_units,) * (context - n)], shape)
+        table = np.where(seen, level, table)
+    return torch.from_numpy(table.reshape(-1).astype(np.float32))
+
+
+def unit_durations(frame_units: list[np.ndarray], num_units: int) -> torch.Tensor:
+    """Mean run length (frames) of each unit in target speech; 1 for units never seen."""
+    return context_durations(frame_units, num_units, 0)
