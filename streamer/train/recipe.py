@@ -178,6 +178,7 @@ class Recipe:
 
     def stage_s2ut(self) -> None:
         torch.manual_seed(self.cfg.seed)
+        (self.work / LM_NAME).unlink(missing_ok=True)  # its weight and bonus were tuned for other weights
         out = self.work / "s2ut.safetensors"
         phases = self.cfg.s2ut_phases
         depths = self.decoder_depths()
@@ -350,13 +351,16 @@ class Recipe:
             raise StreamerError("unpack needs a phoneme-unit model; re-run the units stage for k-means units")
         packaged = load_model(package)
         config = self.cfg.model_config()
-        if replace(packaged.cfg, decoder=config.decoder) != config:  # a phase may deepen the decoder
+        # a phase may deepen the decoder, and the durations stage may re-time the queue
+        if replace(packaged.cfg, decoder=config.decoder, queue=config.queue) != config:
             raise StreamerError(f"the model in {package} was not built by this recipe's config "
                                 "(its encoder, vocoder, units or languages differ)")
         save_weights(packaged, self.work / "s2ut.safetensors")
         save_weights(packaged.vocoder, self.work / "vocoder.safetensors")
         save_file({"durations": packaged.queue.durations.contiguous()}, str(self.work / "durations.safetensors"))
         shutil.copy(package / "phonemes.json", self.work / "phonemes.json")
+        if (package / LM_NAME).is_file():  # kept for a re-timed package of the same weights
+            shutil.copy(package / LM_NAME, self.work / LM_NAME)
         (self.work / "silence_units.json").write_text(json.dumps([0]))
         (self.work / "s2ut_history.json").unlink(missing_ok=True)  # another run's curves: not these weights'
         log.info("unpacked %s (decoder %d layers) into %s", package, packaged.cfg.decoder.num_layers, self.work)

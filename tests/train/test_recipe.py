@@ -445,6 +445,33 @@ def test_unpack_goes_on_from_a_packaged_model(trained_phonemes: tuple[RecipeConf
         Recipe(fresh).run(["unpakc"])
 
 
+def test_durations_stage_retimes_a_packaged_model(trained_phonemes: tuple[RecipeConfig, Path],
+                                                  tmp_path: Path) -> None:
+    """`unpack,durations,package` with `queue.duration_context: 2` gives the same weights with a context
+    duration table fitted on the training targets; a unit LM in the package stays with it."""
+    from streamer.models.checkpoint import load_model
+    from streamer.models.unit_lm import LM_NAME, UnitLM
+    from streamer.train.targets import context_durations, unique_targets
+
+    cfg, work = trained_phonemes
+    shipped = tmp_path / "shipped"
+    shutil.copytree(work / "model", shipped)
+    UnitLM.fit([[0, 1, 2]], order=2, num_units=cfg.units.num_units).save(shipped / LM_NAME)
+    before = load_file(str(shipped / "model.safetensors"))
+    retimed = replace(cfg, work_dir=str(tmp_path / "work"), output_dir=str(shipped),
+                      queue=replace(cfg.queue, duration_context=2))
+    recipe = Recipe(retimed)
+    recipe.run(["unpack", "durations", "package"])
+    model = load_model(shipped)
+    assert model.cfg.queue.duration_context == 2 and (shipped / LM_NAME).is_file()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "queue.durations")
+    train = recipe.data("train", src_lang=cfg.source_lang)
+    by_key = recipe.frame_units(train)
+    want = context_durations([by_key[k] for k in unique_targets(train)], cfg.units.num_units, 2)
+    assert want.shape == (retimed.queue.table_size,) and torch.equal(model.queue.durations, want)
+
+
 def test_lm_stage_tunes_an_lm_and_package_ships_it(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
     """`lm` counts the unit LM on the training targets and picks its weight and bonus on dev; `package` ships
     it (checksummed), the translator then searches with it by default; a later package without one drops it."""
