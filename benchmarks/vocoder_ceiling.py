@@ -30,15 +30,9 @@ from streamer.train.recipe import Recipe, RecipeConfig
 from streamer.train.targets import context_durations, unique_targets, unit_durations
 
 
-def retimed(frame_units: np.ndarray, durations: torch.Tensor) -> np.ndarray:
-    """Deduplicated units, each held for its mean duration (rounded, at least one frame)."""
-    units, _ = dedup(frame_units)
-    reps = np.maximum(1, np.round(durations.numpy()[units]).astype(int))
-    return np.repeat(units, reps)
-
-
-def context_retimed(frame_units: np.ndarray, table: torch.Tensor, num_units: int, context: int) -> np.ndarray:
-    """Deduplicated units, each held as the queue's context table says (`context_durations`)."""
+def retimed(frame_units: np.ndarray, table: torch.Tensor, num_units: int, context: int = 0) -> np.ndarray:
+    """Deduplicated units, each held as the queue's duration table says (rounded, at least one frame):
+    its mean duration (context 0), or its mean after the `context` units before it (`context_durations`)."""
     units, _ = dedup(frame_units)
     padded = np.concatenate([np.full(context, num_units), units])
     index = units.copy()
@@ -101,12 +95,12 @@ def main() -> None:
         weights = {k.removeprefix("vocoder."): v for k, v in weights.items() if k.startswith("vocoder.")}
     model.vocoder.load_state_dict(weights)
     train = recipe.data("train", src_lang=cfg.source_lang)
+    train_units = list(recipe.frame_units(train).values())
     path = recipe.work / "durations.safetensors"
     if path.is_file():
         durations = load_file(str(path))["durations"]
     else:  # the vocoder stage writes them when it ends; before that, the same from the training targets
-        durations = unit_durations(list(recipe.frame_units(train).values()), cfg.units.num_units)
-    train_units = list(recipe.frame_units(train).values())
+        durations = unit_durations(train_units, cfg.units.num_units)
     contexts = {n: context_durations(train_units, cfg.units.num_units, n) for n in (1, 2)}
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
@@ -124,10 +118,10 @@ def main() -> None:
         frames = by_key[u.tgt_key]
         hyps["target voice (topline)"].append(judge.transcribe(u.tgt, sr, language=lang))
         hyps["true frame units"].append(judge.transcribe(speak(model, frames), sr, language=lang))
-        timed = retimed(frames, durations)
+        timed = retimed(frames, durations, cfg.units.num_units)
         hyps["mean durations"].append(judge.transcribe(speak(model, timed), sr, language=lang))
         for n, label in ((1, "previous unit"), (2, "previous two units")):
-            timed_n = context_retimed(frames, contexts[n], cfg.units.num_units, n)
+            timed_n = retimed(frames, contexts[n], cfg.units.num_units, n)
             hyps[f"mean durations after the {label}"].append(judge.transcribe(speak(model, timed_n), sr, language=lang))
         if not args.no_griffin_lim:
             hyps["Griffin-Lim baseline, true frame units"].append(

@@ -116,16 +116,14 @@ class CompiledRunner:
     @torch.inference_mode()
     def step(self, audio: Tensor, state: S2STState) -> tuple[Tensor, Tensor, S2STState]:
         """audio (B, chunk_samples) -> (audio (B, chunk_samples), units (B, max_units) int64, state)."""
-        if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
-            raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
+        self._check_audio(audio)
         out, units, new = self._run(self._step, audio, state)
         return out.cpu(), units.cpu(), new
 
     @torch.inference_mode()
     def listen(self, audio: Tensor, state: S2STState) -> tuple[Tensor, S2STState]:
         """The hearing half: audio (B, chunk_samples) -> (CTC log-probs (B, max_units, num_units + 1), state)."""
-        if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
-            raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
+        self._check_audio(audio)
         log_probs, new = self._run(self._listen, audio, state)
         return log_probs.cpu(), new
 
@@ -134,6 +132,10 @@ class CompiledRunner:
         """The voicing half: units (B, max_units) int64, -1 = none -> (audio (B, chunk_samples), state)."""
         out, new = self._run(self._speak, units, state)
         return out.cpu(), new
+
+    def _check_audio(self, audio: Tensor) -> None:
+        if audio.dim() != 2 or audio.shape[1] != self.config.chunk_samples:
+            raise ValueError(f"audio must be (B, {self.config.chunk_samples}), got {tuple(audio.shape)}")
 
     def _run(self, graph: Callable[..., tuple], inputs: Tensor, state: S2STState) -> tuple:
         """One compiled call with its inputs on the model's device; a CUDA-graph replay's state is cloned."""

@@ -111,7 +111,7 @@ class CTCBeamSearch:
                 return hyp.score
             # The LM's end-of-sentence score, floored: it never saw an empty sentence, and an unbounded
             # penalty there would make the search say something after silence rather than nothing.
-            end = self.lm.logprob(self.lm.context(state.history + suffix), self.lm.end)
+            end = self.lm.logprob(self._context(hyp, state.history), self.lm.end)
             return hyp.score + self.cfg.alpha * max(end, self.cfg.end_floor)
 
         suffix, best = max(state.beams.items(), key=final)
@@ -169,9 +169,14 @@ class CTCBeamSearch:
         """`hyp` with `unit` appended (no probability yet): its LM and length score, and its new LM context."""
         if self.lm is None:
             return Hypothesis(bonus=hyp.bonus + self.cfg.beta, slots=hyp.slots + (slot,))
-        context = hyp.context if hyp.context is not None else self.lm.context(history)
+        context = self._context(hyp, history)
         bonus = self.cfg.alpha * self.lm.logprob(context, unit) + self.cfg.beta
         return Hypothesis(bonus=hyp.bonus + bonus, slots=hyp.slots + (slot,), context=(context + (unit,))[1:])
+
+    def _context(self, hyp: Hypothesis, history: tuple[int, ...]) -> tuple[int, ...]:
+        """The LM context after `hyp`'s suffix: carried since its last unit, or (empty suffix) the history's."""
+        assert self.lm is not None
+        return hyp.context if hyp.context is not None else self.lm.context(history)
 
     # -- committing -------------------------------------------------------------------------
     def _tail(self, units: tuple[int, ...]) -> tuple[int, ...]:

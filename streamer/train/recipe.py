@@ -288,14 +288,16 @@ class Recipe:
             self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))
         save_weights(model.vocoder, out)
         write_history(self.work / "vocoder_history.json", history, "vocoder training")
-        self.stage_durations()
+        self._save_durations(frames)
 
     def stage_durations(self) -> None:
-        """The queue's duration table (`queue.duration_context` previous units) from the training targets;
-        also run alone, to re-time a packaged model: `--stage unpack,durations,package`."""
+        """The queue's duration table alone, to re-time a packaged model: `--stage unpack,durations,package`."""
         train = self.data("train", src_lang=self.cfg.source_lang)
         by_key = self.frame_units(train)
-        frames = [by_key[k] for k in unique_targets(train)]
+        self._save_durations([by_key[k] for k in unique_targets(train)])
+
+    def _save_durations(self, frames: list[np.ndarray]) -> None:
+        """The queue's duration table (`queue.duration_context` previous units) from the target frame units."""
         table = context_durations(frames, self.cfg.units.num_units, self.cfg.queue.duration_context)
         save_file({"durations": table}, str(self.work / "durations.safetensors"))
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
+from streamer.engine import BackendConfig, make_runner
+from streamer.engine.eager import EagerRunner
 from streamer.models.pacing import QueueConfig, UnitQueue
+from streamer.models.presets import tiny_config
+from streamer.models.s2st import S2STModel
 from streamer.train.targets import context_durations
 
 K = 4  # units; K itself means "none yet" in a context
@@ -71,18 +79,9 @@ def test_context_table_learns_durations_that_depend_on_the_unit_before() -> None
     np.testing.assert_allclose(table[3, 0, 1], 5.0)  # a rarer pair of previous units: the last one decides
 
 
-def test_context_queue_runs_the_same_on_onnx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_context_queue_runs_the_same_on_onnx(tmp_path: Path) -> None:
     """The whole step graph with a context table and its two-unit state, exported, equals eager."""
-    import dataclasses
-
-    import pytest
-
     pytest.importorskip("onnxruntime")
-    from streamer.engine import BackendConfig, make_runner
-    from streamer.engine.eager import EagerRunner
-    from streamer.models.presets import tiny_config
-    from streamer.models.s2st import S2STModel
-
     torch.manual_seed(0)
     cfg = tiny_config()
     cfg = dataclasses.replace(cfg, queue=dataclasses.replace(cfg.queue, duration_context=2))
