@@ -3,7 +3,7 @@
 Sets (per direction): `unseen_voices`, `unseen_engine`, `unseen_sentences` (manifest splits as they are),
 `telephone`, `narrowband` and `noise` (the `degraded_source` split through `telephone_band`, as a
 plain 8 kHz recording, or with pink noise at `noise_snr_db`), and `digits` (isolated zero..nine, forced
-choice over the ten target digit words).
+choice over the ten target digit words), clean and through the telephone band (`digits_telephone`).
 Every figure stands next to its topline: the same judge on espeak-ng speech of the reference
 translation in the target voice, measured in the same run. Plus "silence in -> silence out" and, when
 the model folder ships its unit extractor, the unit error rate of the emitted units.
@@ -33,7 +33,9 @@ from streamer.eval.report import EvalReport, SetResult, SilenceResult
 
 log = logging.getLogger("streamer.eval")
 
-SETS = ("unseen_voices", "unseen_engine", "unseen_sentences", "telephone", "narrowband", "noise", "digits")
+SETS = ("unseen_voices", "unseen_engine", "unseen_sentences", "telephone", "narrowband", "noise", "digits",
+        "digits_telephone")
+DIGIT_SETS = {"digits": None, "digits_telephone": "telephone"}  # set -> the channel its clips go through
 SAMPLE_RATE = 16_000
 Channel = Callable[[int, np.ndarray], np.ndarray]
 
@@ -225,18 +227,18 @@ class _Runner:
         return SetResult(name, "sentences", split, len(utts), scores, topline, ratio, uer, silent_n,
                          float(np.mean(rtfs)) if rtfs else math.nan, time.monotonic() - start, tuple(items))
 
-    def digits(self, utts: list[Any]) -> SetResult:
+    def digits(self, name: str, utts: list[Any], channel: Channel | None) -> SetResult:
         from streamer.train.progress import progress
 
         cfg, lang, start = self.cfg, self.cfg.tgt_lang, time.monotonic()
         words = {v[0].strip(" .").lower(): k for k, v in self.candidates.items()}
         preds, tops, labels, items, rtfs = [], [], [], [], []
         silent_n = 0
-        for u in progress(utts, description="eval digits") if cfg.progress else utts:
+        for i, u in enumerate(progress(utts, description=f"eval {name}") if cfg.progress else utts):
             label = words.get(u.tgt_text.strip(" .").lower())
             if label is None:
                 raise EvalConfigError(f"digits row {u.id}: target {u.tgt_text!r} is not a {lang} digit word")
-            out, _, rtf, silent = self._out(u.src)
+            out, _, rtf, silent = self._out(u.src if channel is None else channel(i, u.src))
             silent_n += silent
             pred = None if silent else self.judge.forced_choice(
                 out, self.translator.output_sample_rate, self.candidates, language=lang)
@@ -248,7 +250,7 @@ class _Runner:
             items.append({"id": u.id, "source": u.src_text, "reference": u.tgt_text, "label": label,
                           "prediction": pred, "topline_prediction": top, "silent": bool(silent)})
         acc, top_acc = metrics.accuracy(preds, labels), metrics.accuracy(tops, labels)
-        return SetResult("digits", "digits", "digits", len(utts), {"accuracy": acc}, {"accuracy": top_acc},
+        return SetResult(name, "digits", "digits", len(utts), {"accuracy": acc}, {"accuracy": top_acc},
                          {"accuracy": metrics.ratio(acc, top_acc)}, None, silent_n,
                          float(np.mean(rtfs)) if rtfs else math.nan, time.monotonic() - start, tuple(items))
 
@@ -302,12 +304,13 @@ def run_eval(config: EvalConfig, *, translator: Any = None, judge: WhisperJudge 
     channels = _channels(cfg)
     results: list[SetResult] = []
     for name in cfg.sets:
-        if name == "digits":
+        if name in DIGIT_SETS:
             utts = load("digits", cfg.digits_limit)
             if utts:
-                results.append(runner.digits(utts))
+                channel = DIGIT_SETS[name]
+                results.append(runner.digits(name, utts, channels[channel] if channel else None))
             else:
-                notes.append(f"digits skipped: no {cfg.pair} digits rows in {cfg.manifest}")
+                notes.append(f"{name} skipped: no {cfg.pair} digits rows in {cfg.manifest}")
             continue
         split = name if name not in channels else cfg.degraded_source
         utts = load(split, cfg.limit)

@@ -6,6 +6,10 @@ expands each unit by its duration (in 20 ms frames) into a fixed-size frame buff
 the queue is empty). When the backlog passes `backlog_frames`, durations shrink (never below one frame)
 so that output latency stays bounded. All ops are gathers and comparisons on fixed shapes.
 
+When the queue runs dry mid-utterance (the decoder is late), it can hold the last unit for up to `hold_frames`
+more frames instead of falling silent at once, as a speaker lengthens a sound before a pause; a hold never delays
+what comes next, since it only fills frames that would have been silence.
+
 A unit's duration may depend on the units voiced before it (`duration_context` of them: espeak, like any
 speaker, times a phoneme by its neighbours). The table then holds a mean per context, flattened, and the
 state keeps the last units voiced; with no context it is one mean per unit.
@@ -30,6 +34,7 @@ class QueueConfig(DictConfig):
     backlog_frames: int = 24
     max_duration_frames: int = 6
     duration_context: int = 0  # previous units a duration is looked up by (0: one mean per unit)
+    hold_frames: int = 0       # frames the last unit is held for when the queue runs dry (0: silence at once)
 
     @property
     def silence(self) -> int:
@@ -46,6 +51,7 @@ class QueueState(NamedTuple):
     frames: Tensor  # (B, capacity) int64 unit id per queued frame (silence beyond `count`)
     count: Tensor   # (B,) int64 number of queued frames
     recent: Tensor  # (B, max(1, duration_context)) int64 last units voiced, oldest first (num_units: none)
+    held: Tensor    # (B,) int64 frames the last unit has been held for since the queue ran dry
 
 
 class UnitQueue(nn.Module):
@@ -66,14 +72,17 @@ class UnitQueue(nn.Module):
                             device=device)
         recent = torch.full((batch_size, max(1, self.cfg.duration_context)), self.cfg.num_units, dtype=torch.long,
                             device=device)
-        return QueueState(frames, torch.zeros(batch_size, dtype=torch.long, device=device), recent)
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return QueueState(frames, zeros, recent, zeros.clone())
 
     def _lookup(self, units: Tensor, recent: Tensor) -> tuple[Tensor, Tensor]:
         """Each unit's table entry (B, S) after the units voiced before it, and the new `recent`."""
         c, k = self.cfg.duration_context, self.cfg.num_units
         unit = units.clamp(min=0)
-        if c == 0:
-            return unit, recent
+        if c == 0:  # `recent` is then just the last unit voiced (what a hold voices)
+            slots = torch.arange(units.shape[1], device=units.device)
+            last = torch.where(units >= 0, slots[None], -1).amax(1, keepdim=True)
+            return unit, torch.where(last >= 0, torch.gather(units, 1, last.clamp(min=0)), recent)
         ext = torch.cat([recent, units], dim=1)  # (B, c + S); the context counts as voiced
         n = ext.shape[1]
         pos = torch.arange(n, device=units.device)
@@ -120,6 +129,18 @@ class UnitQueue(nn.Module):
                              torch.where(from_new, torch.gather(new, 1, offset), silence))
         count = (state.count + added).clamp(max=cfg.capacity_frames)
         k = cfg.frames_per_chunk
-        out = frames[:, :k]
+        out, held = self._hold(frames[:, :k], count, recent[:, -1], state.held)
         rest = torch.cat([frames[:, k:], silence[:, :k]], dim=1)
-        return out, QueueState(rest, (count - k).clamp(min=0), recent)
+        return out, QueueState(rest, (count - k).clamp(min=0), recent, held)
+
+    def _hold(self, out: Tensor, count: Tensor, last: Tensor, held: Tensor) -> tuple[Tensor, Tensor]:
+        """The chunk's frames past the queued ones voice the last unit while the hold lasts."""
+        cfg = self.cfg
+        if cfg.hold_frames == 0:
+            return out, held
+        dry_from = count.clamp(max=cfg.frames_per_chunk)[:, None]  # first frame with nothing queued
+        held = torch.where(count > 0, torch.zeros_like(held), held)  # queued frames restart the hold
+        pos = torch.arange(cfg.frames_per_chunk, device=out.device)[None]
+        fill = (pos >= dry_from) & (held[:, None] + pos - dry_from < cfg.hold_frames) & (last[:, None] < cfg.silence)
+        out = torch.where(fill, last[:, None].expand_as(out), out)
+        return out, (held + cfg.frames_per_chunk - dry_from[:, 0]).clamp(max=cfg.hold_frames)

@@ -84,10 +84,12 @@ def test_report_has_every_set_with_high_toplines(report: EvalReport) -> None:
         assert math.isfinite(s.rtf) and s.rtf > 0
         assert s.unit_error_rate is not None and s.unit_error_rate >= 0
     assert {by_name[n].source_split for n in ("telephone", "narrowband", "noise")} == {"unseen_engine"}
-    digits = by_name["digits"]
-    assert digits.n == 3 and set(digits.scores) == {"accuracy"}
-    assert digits.topline["accuracy"] >= 2 / 3
-    assert all(it["label"] in {"7", "2", "0"} for it in digits.items)
+    for name in ("digits", "digits_telephone"):
+        digits = by_name[name]
+        assert digits.kind == "digits" and digits.n == 3 and set(digits.scores) == {"accuracy"}
+        assert digits.topline["accuracy"] >= 2 / 3
+        assert all(it["label"] in {"7", "2", "0"} for it in digits.items)
+    assert [it["id"] for it in by_name["digits_telephone"].items] == [it["id"] for it in by_name["digits"].items]
 
 
 def test_silence_check_ran(report: EvalReport) -> None:
