@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from vocoder_ceiling import speak
 
 from streamer.eval.judge import JudgeConfig, WhisperJudge, digit_candidates
 from streamer.pipeline import Translator
@@ -27,13 +28,11 @@ from streamer.train.data import load_utterances
 
 def offline(translator: Translator, units: np.ndarray) -> np.ndarray:
     """The units voiced at their mean durations (rounded, 1..max frames), with no queue."""
-    queue = translator.runner.model.queue
+    model = translator.runner.model
+    queue = model.queue
     frames = np.repeat(units, np.clip(np.round(queue.durations[units].numpy()), 1, queue.cfg.max_duration_frames)
                        .astype(int))
-    if len(frames) == 0:
-        return np.zeros(1600, dtype=np.float32)
-    with torch.no_grad():
-        return translator.runner.model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
+    return speak(model, frames)
 
 
 def main() -> None:

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vocoder_ceiling import difference_rows, retimed
+from vocoder_ceiling import difference_rows, retimed, speak
 
 from streamer.engine import BackendConfig
 from streamer.eval import metrics
 from streamer.eval.judge import JudgeConfig, WhisperJudge
-from streamer.models.checkpoint import load_model
 from streamer.models.s2st import S2STModel
 from streamer.pipeline import TranslationResult, Translator
 from streamer.train.recipe import Recipe, RecipeConfig
@@ -80,15 +79,8 @@ def hold_gaps(frames: np.ndarray, silence: int, hold: int) -> np.ndarray:
     return out
 
 
-def speak(model: S2STModel, frames: np.ndarray) -> np.ndarray:
-    if len(frames) == 0:
-        return np.zeros(1600, dtype=np.float32)
-    with torch.no_grad():
-        return model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
-
-
-def voiced(kind: str, model: S2STModel, utt, out: np.ndarray, frames: np.ndarray, emitted: np.ndarray,
-           true: np.ndarray, silence_units: np.ndarray, hold: int) -> np.ndarray:
+def voiced(kind: str, model: S2STModel, utt, out: np.ndarray, frames: np.ndarray, closed: np.ndarray,
+           emitted: np.ndarray, true: np.ndarray, silence_units: np.ndarray, hold: int) -> np.ndarray:
     """The speech of one `kind` for an utterance: its streaming output, or units voiced offline."""
     durations, k, silence = model.queue.durations, model.queue.cfg.num_units, model.queue.cfg.silence
     if kind == TOPLINE:
@@ -98,7 +90,7 @@ def voiced(kind: str, model: S2STModel, utt, out: np.ndarray, frames: np.ndarray
     timed = {CEILING: lambda: retimed(true, durations, k),
              FAIR: lambda: retimed(true[~np.isin(true, silence_units)], durations, k),
              OFFLINE: lambda: np.repeat(emitted, np.maximum(1, np.round(durations[emitted].numpy()).astype(int))),
-             CLOSED: lambda: close_gaps(frames, silence)[0],
+             CLOSED: lambda: closed,
              HELD: lambda: hold_gaps(frames, silence, hold)}[kind]
     return speak(model, timed())
 
@@ -121,11 +113,9 @@ def main() -> None:
     recipe = Recipe(replace(cfg, train_limit=None))
     translator = Translator.from_dir(args.model, backend=BackendConfig(name="eager", num_threads=1),
                                      decoding=args.decoding)
-    model = load_model(Path(args.model)).eval()
+    model = translator.runner.model  # eager: the translator's own model, to replay its queue and vocoder
     if args.backlog_frames is not None:
-        queue_cfg = replace(model.queue.cfg, backlog_frames=args.backlog_frames)
-        for queue in (model.queue, translator.runner.model.queue):
-            queue.cfg = queue_cfg
+        model.queue.cfg = replace(model.queue.cfg, backlog_frames=args.backlog_frames)
     durations = model.queue.durations
     silence_units = np.asarray(json.loads((recipe.work / "silence_units.json").read_text()), dtype=np.int64)
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
@@ -147,7 +137,8 @@ def main() -> None:
         stats.append({"units": len(result.units), "voiced_frames": len(closed), "mean_frames": mean_frames,
                       "gap_frames": gap_frames, "gaps": gaps})
         for name in kinds:  # the corpus's clips are at the model's input rate
-            audio = voiced(name, model, u, out, frames, result.units, by_key[u.tgt_key], silence_units, args.hold)
+            audio = voiced(name, model, u, out, frames, closed, result.units, by_key[u.tgt_key], silence_units,
+                           args.hold)
             hyps[name].append(judge.transcribe(audio, sr if name == TOPLINE else out_sr, language=lang))
     write_report(Path(args.out), args, utts, hyps, stats, lang)
 

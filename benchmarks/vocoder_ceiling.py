@@ -90,6 +90,9 @@ def griffin_lim(frames: np.ndarray, spectra: torch.Tensor, iterations: int = 32)
 
 
 def speak(model: S2STModel, frames: np.ndarray) -> np.ndarray:
+    """Frame units -> the vocoder's audio (0.1 s of silence for no frames)."""
+    if len(frames) == 0:
+        return np.zeros(1600, dtype=np.float32)
     with torch.no_grad():
         return model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
 
