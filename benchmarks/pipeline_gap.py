@@ -8,7 +8,8 @@ voices, offline with the same vocoder:
 - the streaming queue's own frames with the gaps closed (queue silence between the first and the last voiced
   frame dropped: what the decoder's lateness adds);
 - the streaming queue's own frames with the first `--hold` frames of each gap voicing the unit before it
-  (a queue that holds its last unit when it runs dry, instead of falling silent mid-word);
+  (a queue that holds its last unit when it runs dry, instead of falling silent mid-word), and the same
+  holding only vowels and continuants (a held stop or tap sounds like another sound);
 - the true units with mean durations, with and without the silence units (the decoder is trained to emit no
   silence units, so the second is the fair ceiling).
 
@@ -29,18 +30,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vocoder_ceiling import difference_rows, retimed, speak
+from vocoder_ceiling import difference_rows, model_split_args, retimed, speak
 
 from streamer.engine import BackendConfig
 from streamer.eval import metrics
 from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.pipeline import TranslationResult, Translator
+from streamer.train.phonemes import SILENCE, PhonemeInventory
 from streamer.train.recipe import Recipe, RecipeConfig
 
 STREAMING, CEILING, FAIR = "streaming output", "true units, mean durations", "true units without silence units"
 OFFLINE, CLOSED, TOPLINE = "emitted units, mean durations", "queue frames, gaps closed", "target voice (topline)"
-HELD = "queue frames, gaps held"
+HELD, HELD_SOUNDS = "queue frames, gaps held", "queue frames, gaps held on vowels and continuants"
+# espeak-ng phonemes (both languages) that are over at once: stops, affricates, taps and trills. Drawn out,
+# they sound like another sound, so the HELD_SOUNDS kind does not hold them.
+SHORT_PHONEMES = frozenset({"p", "b", "t", "d", "k", "g", "c", "J", "q", "?", "t#", "t2", "tS", "dZ", "J^",
+                            "r", "r-", "R", "R2", "*"})
+
+
+def holdable(names: tuple[str, ...]) -> set[int]:
+    """Ids of the sounds that can be drawn out: vowels and continuants (not silence, marks or SHORT_PHONEMES)."""
+    return {i for i, p in enumerate(names)
+            if p != SILENCE and p not in SHORT_PHONEMES and (p[0].isalnum() or p[0] == "@")}
 
 
 def queue_frames(model: S2STModel, result: TranslationResult, chunks: int, width: int) -> np.ndarray:
@@ -67,20 +79,22 @@ def close_gaps(frames: np.ndarray, silence: int) -> tuple[np.ndarray, int, int]:
     return span[~inside], int(inside.sum()), gaps
 
 
-def hold_gaps(frames: np.ndarray, silence: int, hold: int) -> np.ndarray:
+def hold_gaps(frames: np.ndarray, silence: int, hold: int, holdable: set[int] | None = None) -> np.ndarray:
     """Frames with the first `hold` frames of each run of queue silence after speech voicing the unit before it
-    (what a queue that holds its last unit when it runs dry would play; the timing is unchanged)."""
+    (what a queue that holds its last unit when it runs dry would play; the timing is unchanged), where that
+    unit is in `holdable` (default: any)."""
     out, last, held = frames.copy(), None, 0
     for i, f in enumerate(frames):
         if f != silence:
             last, held = f, 0
-        elif last is not None and held < hold:
+        elif last is not None and held < hold and (holdable is None or last in holdable):
             out[i], held = last, held + 1
     return out
 
 
 def voiced(kind: str, model: S2STModel, utt, out: np.ndarray, frames: np.ndarray, closed: np.ndarray,
-           emitted: np.ndarray, true: np.ndarray, silence_units: np.ndarray, hold: int) -> np.ndarray:
+           emitted: np.ndarray, true: np.ndarray, silence_units: np.ndarray, hold: int,
+           holdable: set[int]) -> np.ndarray:
     """The speech of one `kind` for an utterance: its streaming output, or units voiced offline."""
     durations, k, silence = model.queue.durations, model.queue.cfg.num_units, model.queue.cfg.silence
     if kind == TOPLINE:
@@ -91,21 +105,21 @@ def voiced(kind: str, model: S2STModel, utt, out: np.ndarray, frames: np.ndarray
              FAIR: lambda: retimed(true[~np.isin(true, silence_units)], durations, k),
              OFFLINE: lambda: np.repeat(emitted, np.maximum(1, np.round(durations[emitted].numpy()).astype(int))),
              CLOSED: lambda: closed,
-             HELD: lambda: hold_gaps(frames, silence, hold)}[kind]
+             HELD: lambda: hold_gaps(frames, silence, hold),
+             HELD_SOUNDS: lambda: hold_gaps(frames, silence, hold, holdable)}[kind]
     return speak(model, timed())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="the model's recipe config (its corpus and phoneme table)")
-    p.add_argument("--model", required=True, help="the model folder")
-    p.add_argument("--split", default="unseen_sentences")
-    p.add_argument("--n", type=int, default=60)
+    model_split_args(p, n=60)
     p.add_argument("--decoding", default="lm")
     p.add_argument("--hold", type=int, default=4, help="frames of each gap the held variant voices")
     p.add_argument("--only", nargs="+", help="judge only these kinds of speech (default: all), e.g. "
                    "'streaming output' 'queue frames, gaps held'")
     p.add_argument("--backlog-frames", type=int, help="translate with this queue backlog instead of the model's")
+    p.add_argument("--queue-hold", type=int, help="translate with this queue hold instead of the model's (0: the "
+                   "streaming output is the unheld baseline that the held kinds build on)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -116,14 +130,18 @@ def main() -> None:
     model = translator.runner.model  # eager: the translator's own model, to replay its queue and vocoder
     if args.backlog_frames is not None:
         model.queue.cfg = replace(model.queue.cfg, backlog_frames=args.backlog_frames)
+    if args.queue_hold is not None:
+        model.queue.cfg = replace(model.queue.cfg, hold_frames=args.queue_hold)
+    sounds = holdable(PhonemeInventory.load(Path(args.model) / "phonemes.json").names)
     durations = model.queue.durations
     silence_units = np.asarray(json.loads((recipe.work / "silence_units.json").read_text()), dtype=np.int64)
     utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
     by_key = recipe.frame_units(utts)
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))
     lang, sr, out_sr = cfg.target_lang, translator.sample_rate, translator.output_sample_rate
-    kinds = args.only or [TOPLINE, CEILING, FAIR, OFFLINE, CLOSED, HELD, STREAMING]
-    unknown = set(kinds) - {TOPLINE, CEILING, FAIR, OFFLINE, CLOSED, HELD, STREAMING}
+    every = [TOPLINE, CEILING, FAIR, OFFLINE, CLOSED, HELD, HELD_SOUNDS, STREAMING]
+    kinds = args.only or every
+    unknown = set(kinds) - set(every)
     if unknown:
         p.error(f"unknown kinds of speech: {sorted(unknown)}")
     hyps: dict[str, list[str]] = {k: [] for k in kinds}
@@ -138,7 +156,7 @@ def main() -> None:
                       "gap_frames": gap_frames, "gaps": gaps})
         for name in kinds:  # the corpus's clips are at the model's input rate
             audio = voiced(name, model, u, out, frames, closed, result.units, by_key[u.tgt_key], silence_units,
-                           args.hold)
+                           args.hold, sounds)
             hyps[name].append(judge.transcribe(audio, sr if name == TOPLINE else out_sr, language=lang))
     write_report(Path(args.out), args, utts, hyps, stats, lang)
 
@@ -157,6 +175,7 @@ def write_report(out: Path, args: argparse.Namespace, utts: list, hyps: dict[str
         indent=1, ensure_ascii=False))
     lines = [f"Pipeline gap, {args.model}, {len(utts)} {args.split} utterances, decoding {args.decoding}"
              + (f", backlog {args.backlog_frames} frames" if args.backlog_frames is not None else "")
+             + (f", queue hold {args.queue_hold} frames" if args.queue_hold is not None else "")
              + (f", gaps held for {args.hold} frames" if HELD in hyps else ""), "",
              "| speech | ASR-BLEU | of topline | WER |", "|---|---:|---:|---:|"]
     top = rows[TOPLINE]["asr_bleu"] if TOPLINE in rows else math.nan

@@ -97,6 +97,14 @@ def speak(model: S2STModel, frames: np.ndarray) -> np.ndarray:
         return model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
 
 
+def model_split_args(p: argparse.ArgumentParser, n: int) -> None:
+    """The arguments of the benchmarks that voice a model's material for a split's utterances."""
+    p.add_argument("--config", required=True, help="the model's recipe config (its corpus and phoneme table)")
+    p.add_argument("--model", required=True, help="the model folder")
+    p.add_argument("--split", default="unseen_sentences")
+    p.add_argument("--n", type=int, default=n)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)

@@ -43,7 +43,11 @@ def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Pa
     dev_uer = _last(work_dir / "s2ut_history.json", "dev_uer", previous_card=previous, label="error rate")
     vocoder_loss = _last(work_dir / "vocoder_history.json", "loss", previous_card=previous, label="vocoder final loss")
     decoding = decoding_paragraph(out_dir, model)
-    hold_ms = cfg.queue.hold_frames * cfg.encoder.frame_samples * 1000 // cfg.sample_rate
+    frame_ms = cfg.encoder.frame_samples * 1000 // cfg.sample_rate
+    context = cfg.queue.duration_context
+    after = {0: "", 1: " after the phoneme before each"}.get(context, f" after the {context} phonemes before each")
+    timing = f"their mean durations{after}, at most {cfg.queue.max_duration_frames * frame_ms} ms"
+    hold_ms = cfg.queue.hold_frames * frame_ms
     hold = f" (when the decoder is late, the last one goes on for up to {hold_ms} ms)" if hold_ms else ""
     text = f"""# streamer model card: {name} ({cfg.source_lang} -> {cfg.target_lang})
 
@@ -67,7 +71,7 @@ error rate {dev_uer}; vocoder final loss
 
 {decoding}**Limits.** Vocabulary and syntax of the grammar only (numbers, times, days, months, colours, objects with
 quantities, short commands, greetings, questions). The output voice is a buzzy neural imitation of
-espeak-ng, its phonemes held for their mean durations{hold}. Small, and trained in a few hours of one CPU core (the
+espeak-ng, its phonemes held for {timing}{hold}. Small, and trained in a few hours of one CPU core (the
 config lists every phase): expect errors, more of them on unseen voices, in noise and on telephone audio (see
 the evaluation).
 """
