@@ -144,6 +144,9 @@ def main() -> None:
     unknown = set(kinds) - set(every)
     if unknown:
         p.error(f"unknown kinds of speech: {sorted(unknown)}")
+    if model.queue.cfg.duration_context and {CEILING, FAIR, OFFLINE} & set(kinds):
+        p.error(f"the model's queue times units by context; '{CEILING}', '{FAIR}' and '{OFFLINE}' assume one "
+                "mean per unit: leave them out with --only")
     hyps: dict[str, list[str]] = {k: [] for k in kinds}
     stats = []
     for u in utts:
@@ -151,7 +154,9 @@ def main() -> None:
         out, result = session.read_output(), session.result()
         frames = queue_frames(model, result, session.chunks_done, translator.config.max_units)
         closed, gap_frames, gaps = close_gaps(frames, model.queue.cfg.silence)
-        mean_frames = float(np.clip(np.round(durations[result.units].numpy()), 1, None).sum())
+        # the units at one mean each (a queue that times by context has no such table: not counted)
+        mean_frames = (math.nan if model.queue.cfg.duration_context else
+                       float(np.clip(np.round(durations[result.units].numpy()), 1, None).sum()))
         stats.append({"units": len(result.units), "voiced_frames": len(closed), "mean_frames": mean_frames,
                       "gap_frames": gap_frames, "gaps": gaps})
         for name in kinds:  # the corpus's clips are at the model's input rate
@@ -182,8 +187,9 @@ def write_report(out: Path, args: argparse.Namespace, utts: list, hyps: dict[str
     lines += [f"| {k} | {v['asr_bleu']:.1f} | {v['asr_bleu'] / max(top, 1e-9):.2f} | {100 * v['wer']:.1f} % |"
               for k, v in rows.items()]
     speed = total["mean_frames"] / max(1, total["voiced_frames"])
-    lines += ["", f"Queue: {total['units']} units emitted; {total['voiced_frames']} voiced frames against "
-              f"{total['mean_frames']:.0f} at their mean durations (speed {speed:.2f}x); "
+    against = ("" if math.isnan(speed) else
+               f" against {total['mean_frames']:.0f} at their mean durations (speed {speed:.2f}x)")
+    lines += ["", f"Queue: {total['units']} units emitted; {total['voiced_frames']} voiced frames{against}; "
               f"{total['gaps']} gaps of {total['gap_frames']} frames ({20 * total['gap_frames'] / len(utts):.0f} ms "
               "per utterance) inside the voiced span.", "",
               "ASR-BLEU against the streaming output (paired bootstrap over utterances, 1,000 resamples):", "",
