@@ -79,11 +79,11 @@ class UnitLM:
         return value
 
     def save(self, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
-        """Counts per level as int64 rows (context..., unit, count); `metadata` is stored beside them."""
+        """Counts per level as int32 rows (context..., unit, count); `metadata` is stored beside them."""
         tensors = {}
         for n, level in enumerate(self.counts):
             rows = [(*h, u, c) for h, after in sorted(level.items()) for u, c in sorted(after.items())]
-            tensors[f"level{n}"] = torch.tensor(rows, dtype=torch.int64).reshape(len(rows), n + 2)
+            tensors[f"level{n}"] = torch.tensor(rows, dtype=torch.int32).reshape(len(rows), n + 2)
         meta = {**(metadata or {}), "config": json.dumps({"order": self.order, "num_units": self.num_units})}
         save_file(tensors, str(path), metadata=meta)
         return Path(path)

@@ -2,8 +2,10 @@
 
 The LM is counted from the training targets (the same unit sequences CTC learns); its weight and unit
 bonus are the pair with the lowest dev unit error, searched with no delay bound; the shipped setting then
-adds the recipe's delay bound. Writes <work_dir>/unit_lm.safetensors, which `package` ships beside the
-weights. Measured: benchmarks/lm_decoding.py.
+adds the recipe's delay bound. Dev also holds `noise_clips` clips of pink and white noise whose reference is
+nothing, so that a pair that invents units in noise pays for every one (session 16: without them, order 8
+picked a unit bonus that said something in most noise clips). Writes <work_dir>/unit_lm.safetensors, which
+`package` ships beside the weights. Measured: benchmarks/lm_decoding.py.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class UnitLMConfig(DictConfig):
     alphas: tuple[float, ...] = (0.3, 0.5, 0.8)   # LM weights tried on dev
     betas: tuple[float, ...] = (0.5, 1.0, 1.5)    # unit bonuses tried on dev
     max_delay_ms: int = 320                        # commit from the best hypothesis after this long undecided
+    noise_clips: int = 24                          # 5 s noise clips (reference: nothing) added to dev
 
     @classmethod
     def from_dict(cls, d: dict) -> UnitLMConfig:
@@ -78,6 +81,16 @@ def tune(blank: int, lm: UnitLM, log_probs: list[np.ndarray], refs: list[np.ndar
     return SearchConfig(beam=cfg.beam, alpha=best["alpha"], beta=best["beta"]), grid
 
 
+def noise_clips(count: int, *, seconds: float = 5.0, seed: int = 0) -> list[np.ndarray]:
+    """`count` clips of pink and white noise at -45 to -30 dBFS (seeded): inputs whose translation is nothing."""
+    from streamer.train.augment import coloured_noise
+
+    rng = np.random.default_rng([seed, 7])
+    n = int(seconds * 16_000)
+    return [(coloured_noise(n, ("pink", "white")[i % 2], rng) * 10 ** (rng.uniform(-45, -30) / 20)).astype(np.float32)
+            for i in range(count)]
+
+
 def run_lm_stage(recipe: Recipe, cfg: UnitLMConfig) -> Path:
     model = S2STModel(recipe.cfg.model_config())
     model.load_state_dict(load_file(str(recipe.work / "s2ut.safetensors")))
@@ -85,8 +98,10 @@ def run_lm_stage(recipe: Recipe, cfg: UnitLMConfig) -> Path:
     lm = UnitLM.fit(recipe.target_units(train)[0], order=cfg.order, num_units=model.cfg.decoder.num_units)
     dev = recipe.data("dev", src_lang=recipe.cfg.source_lang)
     tail = int(recipe.cfg.s2ut.tail_silence_s * model.cfg.sample_rate)
-    log_probs = slot_log_probs(model, [np.pad(u.src, (0, tail)) for u in dev])
-    search, _ = tune(model.cfg.decoder.blank, lm, log_probs, recipe.target_units(dev)[0], cfg)
+    noise = noise_clips(cfg.noise_clips, seed=recipe.cfg.seed)
+    log_probs = slot_log_probs(model, [np.pad(u.src, (0, tail)) for u in dev] + noise)
+    refs = recipe.target_units(dev)[0] + [np.zeros(0, dtype=np.int64)] * len(noise)
+    search, _ = tune(model.cfg.decoder.blank, lm, log_probs, refs, cfg)
     slot_ms = model.cfg.chunk_ms / model.cfg.max_units
     search = replace(search, max_delay_slots=max(1, round(cfg.max_delay_ms / slot_ms)))
     path = save_search(lm, search, recipe.work / LM_NAME)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from streamer.errors import ModelError
 from streamer.models.ctc_search import CTCBeamSearch, SearchConfig
@@ -35,6 +38,13 @@ def test_lm_distributions_sum_to_one_and_survive_saving(tmp_path: Path) -> None:
     loaded = UnitLM.load(lm.save(tmp_path / "lm.safetensors"))
     assert (loaded.order, loaded.num_units) == (3, 7)
     assert all(loaded.logprob(c, u) == lm.logprob(c, u) for c in contexts for u in range(8))
+    # rows are stored as int32 (half the size); files written before that hold int64 and still load
+    with safe_open(str(tmp_path / "lm.safetensors"), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    assert {t.dtype for t in tensors.values()} == {torch.int32}
+    save_file({k: t.long() for k, t in tensors.items()}, str(tmp_path / "old.safetensors"), metadata=metadata)
+    old = UnitLM.load(tmp_path / "old.safetensors")
+    assert all(old.logprob(c, u) == lm.logprob(c, u) for c in contexts for u in range(8))
     with pytest.raises(ModelError, match="unit ids"):
         UnitLM.fit([[0, 7]], order=2, num_units=7)
     (tmp_path / "bad.safetensors").write_bytes(b"not a model")
