@@ -28,6 +28,10 @@ LM_NAME = "unit_lm.safetensors"
 class UnitLM:
     """P(unit | the `order - 1` units before it). Build with `fit`, or `load` a saved one."""
 
+    # logprob's memo is emptied when it reaches this many entries: a stream that runs for hours meets new
+    # contexts for ever (order 8: ~100,000 in 10 minutes of speech), and a process must keep flat memory
+    max_cached = 100_000  # about 20 MB
+
     def __init__(self, order: int, num_units: int, counts: Sequence[dict[tuple[int, ...], dict[int, int]]]) -> None:
         if order < 1 or len(counts) != order:
             raise ModelError(f"a unit LM of order {order} needs {order} count tables, got {len(counts)}")
@@ -75,6 +79,8 @@ class UnitLM:
                 break  # a longer context is never seen when this one is not
             total, types = seen
             p = (self.counts[n][history].get(unit, 0) + types * p) / (total + types)
+        if len(self._cache) >= self.max_cached:
+            self._cache.clear()
         self._cache[key] = value = math.log(p)
         return value
 

@@ -52,6 +52,20 @@ def test_lm_distributions_sum_to_one_and_survive_saving(tmp_path: Path) -> None:
         UnitLM.load(tmp_path / "bad.safetensors")
 
 
+def test_lm_memo_is_bounded_and_changes_nothing() -> None:
+    """logprob's memo empties itself at `max_cached` entries (a stream meets new contexts for ever), and
+    the values stay exactly those of an unbounded memo."""
+    rng = np.random.default_rng(2)
+    lm = UnitLM.fit(_sentences(rng, 7, 50), order=4, num_units=7)
+    bounded = UnitLM.fit(_sentences(np.random.default_rng(2), 7, 50), order=4, num_units=7)
+    bounded.max_cached = 10
+    queries = [(tuple(int(x) for x in rng.integers(0, 7, 3)), int(rng.integers(0, 8))) for _ in range(200)]
+    for context, unit in queries + queries:
+        assert bounded.logprob(context, unit) == lm.logprob(context, unit)
+        assert len(bounded._cache) <= 10
+    assert len(lm._cache) > 10
+
+
 def test_lm_prefers_what_it_was_trained_on() -> None:
     lm = UnitLM.fit([[0, 1, 2]] * 20 + [[2, 1, 0]], order=3, num_units=4)
     assert lm.logprob(lm.context([0, 1]), 2) > math.log(0.8)
