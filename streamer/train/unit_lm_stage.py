@@ -25,7 +25,7 @@ from streamer.models.ctc_search import CTCBeamSearch, SearchConfig, save_search
 from streamer.models.s2st import S2STModel
 from streamer.models.unit_lm import LM_NAME, UnitLM
 from streamer.models.units import unit_error_rate
-from streamer.train.data import length_batches, pad_batch
+from streamer.train.data import SAMPLE_RATE, length_batches, pad_batch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,7 +59,7 @@ def slot_log_probs(model: S2STModel, clips: list[np.ndarray]) -> list[np.ndarray
     slots_per_sample = model.cfg.decoder.upsample / model.cfg.encoder.frame_samples
     model.eval()
     with torch.no_grad():
-        for idx in length_batches([len(c) for c in clips], max_samples=16_000 * 64, rng=np.random.default_rng(0)):
+        for idx in length_batches([len(c) for c in clips], max_samples=SAMPLE_RATE * 64, rng=np.random.default_rng(0)):
             audio, _ = pad_batch([clips[i] for i in idx], multiple=chunk)
             log_probs = F.log_softmax(model.decoder(model.encoder(audio)), -1).numpy()
             for row, i in enumerate(idx):
@@ -86,7 +86,7 @@ def noise_clips(count: int, *, seconds: float = 5.0, seed: int = 0) -> list[np.n
     from streamer.train.augment import coloured_noise
 
     rng = np.random.default_rng([seed, 7])
-    n = int(seconds * 16_000)
+    n = int(seconds * SAMPLE_RATE)
     return [(coloured_noise(n, ("pink", "white")[i % 2], rng) * 10 ** (rng.uniform(-45, -30) / 20)).astype(np.float32)
             for i in range(count)]
 
