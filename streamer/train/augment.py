@@ -135,6 +135,26 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
 
 
+def hum(n: int, rng: np.random.Generator, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Unit-RMS mains hum: 50 or 60 Hz and a few random-strength harmonics, random phases."""
+    t = np.arange(n) / sample_rate
+    base = float(rng.choice([50.0, 60.0]))
+    x = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi))
+            for k in range(1, 6))
+    return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
+
+
+def background(n: int, rng: np.random.Generator, *, level_db: tuple[float, float] = (-55.0, -25.0),
+               colours: Sequence[str] = ("white", "pink", "brown"), p_hum: float = 0.2) -> np.ndarray:
+    """``n`` samples with no speech in them: coloured noise at an RMS level drawn from ``level_db`` (dBFS),
+    sometimes with mains hum. Training clips whose translation is nothing are made of this."""
+    x = coloured_noise(n, str(rng.choice(list(colours))), rng)
+    if rng.random() < p_hum:
+        x = x + hum(n, rng) * 10 ** (rng.uniform(-12.0, 6.0) / 20)
+        x /= np.sqrt(np.mean(x**2)) + 1e-12
+    return (x * 10 ** (rng.uniform(*level_db) / 20)).astype(np.float32)
+
+
 def speech_power(samples: np.ndarray) -> float:
     """Mean power over active 20 ms frames (RMS above 10 % of the loudest), so padding doesn't count."""
     x = _check(samples)

@@ -28,7 +28,8 @@ def _last(path: Path, key: str, *, previous_card: str = "", label: str = "") -> 
 
 
 def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Path, ssl_dir: Path,
-                     corpus: str, metrics_md: str | None = None) -> Path:
+                     corpus: str, metrics_md: str | None = None, noise_only_prob: float = 0.0) -> Path:
+    """noise_only_prob: the largest share of S2UT clips swapped for noise alone in any phase (0: none)."""
     cfg = model.cfg
     params = {n: sum(p.numel() for p in getattr(model, n).parameters()) for n in ("encoder", "decoder", "vocoder")}
     phonemes = out_dir / "phonemes.json"
@@ -49,6 +50,10 @@ def write_model_card(out_dir: Path, model: S2STModel, *, name: str, work_dir: Pa
     timing = f"their mean durations{after}, at most {cfg.queue.max_duration_frames * frame_ms} ms"
     hold_ms = cfg.queue.hold_frames * frame_ms
     hold = f" (when the decoder is late, the last one goes on for up to {hold_ms} ms)" if hold_ms else ""
+    noise_only = (f"; up to {noise_only_prob:.0%} of the clips of a training phase are noise alone (white, pink, "
+                  "brown, mains hum) with nothing as their target, so that noise in gives silence out"
+                  ) if noise_only_prob else ""
+    noise_limit = "; in noise or on an 8 kHz line, a lone short word can come out as silence" if noise_only_prob else ""
     text = f"""# streamer model card: {name} ({cfg.source_lang} -> {cfg.target_lang})
 
 **What it is.** A streaming speech-to-speech translator: causal SSL encoder -> CTC unit decoder
@@ -61,7 +66,7 @@ vocoder {params['vocoder'] / 1e6:.2f} M; files here {size_mb:.1f} MB (safetensor
 **Data.** Synthetic speech only, from the repo's bilingual grammar (`{corpus}`): English source from
 espeak-ng, festival and piper voices (flite held out entirely for testing), Spanish source from espeak-ng
 variants; heavy on-the-fly augmentation (speed, VTLP, pitch, noise, reverb, telephone band, gain, DC,
-silence). Targets are one fixed espeak-ng voice per target language. No recordings of real people.
+silence){noise_only}. Targets are one fixed espeak-ng voice per target language. No recordings of real people.
 
 **Training** (`configs/train/{name}.yaml`, `streamer train --config ...`): SSL masked prediction of MFCC
 clusters, final masked accuracy {masked_acc};
@@ -73,7 +78,7 @@ error rate {dev_uer}; vocoder final loss
 quantities, short commands, greetings, questions). The output voice is a buzzy neural imitation of
 espeak-ng, its phonemes held for {timing}{hold}. Small, and trained in a few hours of one CPU core (the
 config lists every phase): expect errors, more of them on unseen voices, in noise and on telephone audio (see
-the evaluation).
+the evaluation){noise_limit}.
 """
     if metrics_md:
         text += "\n## Evaluation\n\n" + metrics_md + "\n"
@@ -120,7 +125,8 @@ def main(argv: list[str]) -> Path:
     out = Path(cfg.output_dir)
     metrics = eval_summary(Path(argv[1]), f"configs/eval/{cfg.name}.yaml")
     return write_model_card(out, load_model(out), name=cfg.name, work_dir=Path(cfg.work_dir),
-                            ssl_dir=cfg.ssl_path, corpus=cfg.corpus, metrics_md=metrics)
+                            ssl_dir=cfg.ssl_path, corpus=cfg.corpus, metrics_md=metrics,
+                            noise_only_prob=max(run.noise_only_prob for run in cfg.s2ut_runs))
 
 
 if __name__ == "__main__":

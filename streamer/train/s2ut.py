@@ -20,6 +20,7 @@ from streamer.config import DictConfig
 from streamer.models.decoder import ctc_emit
 from streamer.models.s2st import S2STModel
 from streamer.models.units import unit_error_rate
+from streamer.train.augment import background
 from streamer.train.data import Utterance, length_batches, pad_batch
 from streamer.train.progress import progress
 from streamer.train.soup import check_soup_changes
@@ -43,6 +44,10 @@ class S2UTConfig(DictConfig):
     # Silence after every clip, as the flush gives at run time: room to say the end of the translation
     # after the last source word is heard (its CTC slots would otherwise lie before the evidence).
     tail_silence_s: float = 0.64
+    # Share of training clips swapped for background noise (augment.background, then augmented like speech)
+    # whose target is nothing: noise and silence in must give silence out, and speech-only training never
+    # shows the model a long stretch of noise (session 16: en-es said units in 27 of 36 noise clips).
+    noise_only_prob: float = 0.0
     # Decoder depth for this phase (None: the recipe's decoder.num_layers). A deeper phase after a shallower
     # one adds identity blocks on top (streamer/train/grow.py), so a trained model can be deepened.
     decoder_layers: int | None = None
@@ -131,6 +136,24 @@ def evaluate(model: S2STModel, utterances: list[Utterance], targets: list[np.nda
     return unit_error_rate(hyps, targets)
 
 
+def swap_in_noise(clips: list[np.ndarray], targets: list[np.ndarray], aux_targets: list[np.ndarray] | None,
+                  prob: float, rng: np.random.Generator
+                  ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
+    """Each clip, with probability `prob`, becomes background noise of its length with empty targets.
+    With `prob` 0 nothing is drawn from `rng`, so that configs from before this option train as they did."""
+    if prob <= 0:
+        return clips, targets, aux_targets
+    empty = np.zeros(0, dtype=np.int64)
+    clips, targets = list(clips), list(targets)
+    aux = list(aux_targets) if aux_targets is not None else None
+    for i, clip in enumerate(clips):
+        if rng.random() < prob:
+            clips[i], targets[i] = background(len(clip), rng), empty
+            if aux is not None:
+                aux[i] = empty
+    return clips, targets, aux
+
+
 def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.ndarray], cfg: S2UTConfig, *,
           dev_set: list[Utterance] | None = None, dev_targets: list[np.ndarray] | None = None,
           augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
@@ -166,12 +189,15 @@ def train(model: S2STModel, train_set: list[Utterance], train_targets: list[np.n
             if step >= stop:
                 break
             clips = [train_set[i].src for i in idx]
+            targets = [train_targets[i] for i in idx]
+            aux_targets = [source.targets[i] for i in idx] if source is not None else None
+            clips, targets, aux_targets = swap_in_noise(clips, targets, aux_targets, cfg.noise_only_prob, rng)
             if augment is not None:
                 clips = [augment(c, rng) if rng.random() < cfg.augment_prob else c for c in clips]
             clips = [np.pad(c, (0, tail)) for c in clips]
             audio, lens = pad_batch(clips, multiple=model.cfg.chunk_samples)
-            aux = (source, [source.targets[i] for i in idx]) if source is not None else None
-            loss = batch_loss(model, audio, lens, [train_targets[i] for i in idx], aux)
+            aux = (source, aux_targets) if source is not None and aux_targets is not None else None
+            loss = batch_loss(model, audio, lens, targets, aux)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, total) * group["scale"]
             opt.zero_grad()

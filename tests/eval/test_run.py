@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -93,7 +94,7 @@ def test_report_has_every_set_with_high_toplines(report: EvalReport) -> None:
 
 
 def test_silence_check_ran(report: EvalReport) -> None:
-    assert [r.name.split()[0] for r in report.silence] == ["silence", "pink"]
+    assert [r.name.split()[0] for r in report.silence] == ["silence", "dither", "pink", "white", "hum"]
     for r in report.silence:
         assert r.input_s == 1.0 and r.output_s > 0
         assert r.silent == (r.output_peak_db < r.threshold_db)
@@ -146,3 +147,17 @@ def test_phoneme_reference_units_are_the_target_phonemes(tmp_path: Path, espeak:
     assert units is not None
     got = units(SimpleNamespace(tgt_text="uno dos tres", tgt=None))
     assert [names[i] for i in got] == ["u", "n", "o", "D", "o", "s", "t", "**", "e", "s"]
+
+
+def test_silence_inputs_have_their_levels() -> None:
+    from streamer.eval.run import silence_inputs
+
+    inputs = silence_inputs(16_000, -35.0, seed=0)
+    assert list(inputs) == ["silence", "dither -90 dBFS", "pink noise -35 dBFS", "white noise -35 dBFS",
+                            "hum + pink noise -35 dBFS"]
+    assert not inputs["silence"].any()
+    levels = {k: 10 * np.log10(np.mean(x.astype(np.float64) ** 2)) for k, x in inputs.items() if k != "silence"}
+    assert abs(levels.pop("dither -90 dBFS") + 90) < 0.2
+    assert all(abs(db + 35) < 0.01 for db in levels.values()), levels
+    again = silence_inputs(16_000, -35.0, seed=0)
+    assert all(np.array_equal(again[k], x) for k, x in inputs.items())

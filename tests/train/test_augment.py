@@ -190,3 +190,14 @@ def test_config_from_dict_validates() -> None:
         AugmentConfig(p_noise=1.5)
     with pytest.raises(augment.AudioError):
         augment.speed(np.zeros((2, 10), dtype=np.float32), 1.0)
+
+
+def test_background_is_speechless_noise_at_its_level() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        x = augment.background(SR, rng, level_db=(-40.0, -40.0))
+        assert x.dtype == np.float32 and len(x) == SR
+        assert abs(10 * np.log10(np.mean(x**2)) + 40.0) < 0.01
+    h = augment.hum(SR, np.random.default_rng(1))
+    assert _peak_hz(h) in (50.0, 60.0)
+    assert abs(np.sqrt(np.mean(h**2)) - 1.0) < 1e-3
