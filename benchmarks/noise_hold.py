@@ -24,7 +24,7 @@ import numpy as np
 
 from streamer.eval import metrics
 from streamer.pipeline import Translator
-from streamer.train.augment import background, coloured_noise, hum, telephone_band
+from streamer.train.augment import background, coloured_noise, hum, telephone_band, unit_rms
 
 SAMPLE_RATE = 16_000
 SECONDS = 5.0
@@ -32,7 +32,7 @@ LEVELS = (-50.0, -25.0)
 
 
 def _level(x: np.ndarray, db: float) -> np.ndarray:
-    return (x / (np.sqrt(np.mean(x**2)) + 1e-12) * 10 ** (db / 20)).astype(np.float32)
+    return (unit_rms(x) * 10 ** (db / 20)).astype(np.float32)
 
 
 def _bursts(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -270,17 +270,17 @@ def silence_inputs(n: int, noise_dbfs: float, seed: int) -> dict[str, np.ndarray
     """Inputs whose translation is nothing: digital silence, a microphone's floor (dither), and pink noise,
     white noise and mains hum over pink noise at `noise_dbfs` RMS. The model sees only the spectrum's shape
     (its front end normalises each frame's level), so a faint floor counts as much as loud noise."""
-    from streamer.train.augment import coloured_noise, hum
+    from streamer.train.augment import coloured_noise, hum, unit_rms
 
     rng = np.random.default_rng([seed, 99])
     pink = coloured_noise(n, "pink", rng)  # drawn first: the pink clip is the one this check always had
-    hummed = pink + hum(n, rng)
+    hummed = unit_rms(pink + hum(n, rng))
     level = 10 ** (noise_dbfs / 20)
     return {"silence": np.zeros(n, dtype=np.float32),
             "dither -90 dBFS": (rng.standard_normal(n) * 10 ** (-90 / 20)).astype(np.float32),
             f"pink noise {noise_dbfs:g} dBFS": (pink * level).astype(np.float32),
             f"white noise {noise_dbfs:g} dBFS": (coloured_noise(n, "white", rng) * level).astype(np.float32),
-            f"hum + pink noise {noise_dbfs:g} dBFS": (hummed / np.sqrt(np.mean(hummed**2)) * level).astype(np.float32)}
+            f"hum + pink noise {noise_dbfs:g} dBFS": (hummed * level).astype(np.float32)}
 
 
 def _resample(audio: np.ndarray, rate: int) -> np.ndarray:

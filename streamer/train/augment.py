@@ -122,6 +122,11 @@ def vtlp(samples: np.ndarray, alpha: float, *, sample_rate: int = SAMPLE_RATE,
     return _istft(np.exp(log_mag - env + new_env) * np.exp(1j * np.angle(spec)), len(x))
 
 
+def unit_rms(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to an RMS of 1 (same dtype); all zeros stay zeros."""
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
 def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     """Unit-RMS noise of ``n`` samples: "white" (flat), "pink" (1/f power) or "brown" (1/f^2)."""
     exponents = {"white": 0.0, "pink": 0.5, "brown": 1.0}
@@ -132,7 +137,7 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     f[0] = 1.0
     noise = np.fft.irfft(spec / f ** exponents[colour], n=n)
     noise -= noise.mean()
-    return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
+    return unit_rms(noise).astype(np.float32)
 
 
 def hum(n: int, rng: np.random.Generator, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -141,7 +146,7 @@ def hum(n: int, rng: np.random.Generator, *, sample_rate: int = SAMPLE_RATE) -> 
     base = float(rng.choice([50.0, 60.0]))
     x = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 2 * np.pi))
             for k in range(1, 6))
-    return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
+    return unit_rms(x).astype(np.float32)
 
 
 def background(n: int, rng: np.random.Generator, *, level_db: tuple[float, float] = (-55.0, -25.0),
@@ -150,8 +155,7 @@ def background(n: int, rng: np.random.Generator, *, level_db: tuple[float, float
     sometimes with mains hum. Training clips whose translation is nothing are made of this."""
     x = coloured_noise(n, str(rng.choice(list(colours))), rng)
     if rng.random() < p_hum:
-        x = x + hum(n, rng) * 10 ** (rng.uniform(-12.0, 6.0) / 20)
-        x /= np.sqrt(np.mean(x**2)) + 1e-12
+        x = unit_rms(x + hum(n, rng) * 10 ** (rng.uniform(-12.0, 6.0) / 20))
     return (x * 10 ** (rng.uniform(*level_db) / 20)).astype(np.float32)
 
 

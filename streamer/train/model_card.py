@@ -126,7 +126,7 @@ def main(argv: list[str]) -> Path:
     metrics = eval_summary(Path(argv[1]), f"configs/eval/{cfg.name}.yaml")
     return write_model_card(out, load_model(out), name=cfg.name, work_dir=Path(cfg.work_dir),
                             ssl_dir=cfg.ssl_path, corpus=cfg.corpus, metrics_md=metrics,
-                            noise_only_prob=max(run.noise_only_prob for run in cfg.s2ut_runs))
+                            noise_only_prob=cfg.noise_only_prob)
 
 
 if __name__ == "__main__":

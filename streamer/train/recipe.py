@@ -337,7 +337,7 @@ class Recipe:
         from streamer.train.model_card import write_model_card
 
         write_model_card(out, model, name=self.cfg.name, work_dir=self.work, ssl_dir=self.ssl_dir,
-                         corpus=self.cfg.corpus, noise_only_prob=max(r.noise_only_prob for r in self.cfg.s2ut_runs))
+                         corpus=self.cfg.corpus, noise_only_prob=self.cfg.noise_only_prob)
         log.info("packaged %s (%.1f MB)", path, path.stat().st_size / 1e6)
         return path
 

@@ -104,6 +104,11 @@ class RecipeConfig:
         return [run for phase in self.s2ut_phases for run in phase.soup_runs()]
 
     @property
+    def noise_only_prob(self) -> float:
+        """The largest share of clips any S2UT run swapped for noise alone (0: none); the model card tells it."""
+        return max(run.noise_only_prob for run in self.s2ut_runs)
+
+    @property
     def s2ut(self) -> s2ut.S2UTConfig:
         """The last S2UT phase: the settings the trained model was left with (tail silence, ...)."""
         return self.s2ut_phases[-1]
