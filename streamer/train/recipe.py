@@ -281,13 +281,19 @@ class Recipe:
         by_key = self.frame_units(train)
         frames = [by_key[k] for k in clips]
         fs = self.cfg.vocoder.frame_samples
-        out = self.work / "vocoder.safetensors"
-        resume(model.vocoder, out, enabled=self.cfg.vocoder_train.resume)
-        history = vocoder_train.train(
-            model.vocoder, frames, [audio[: len(f) * fs] for f, audio in zip(frames, clips.values(), strict=True)],
-            self.cfg.vocoder_train, checkpoint=lambda step: save_weights(model.vocoder, out))
+        audios = [audio[: len(f) * fs] for f, audio in zip(frames, clips.values(), strict=True)]
+        out, history_path = self.work / "vocoder.safetensors", self.work / "vocoder_history.json"
+        phases = self.cfg.vocoder_phases
+        resume(model.vocoder, out, enabled=phases[0].resume)
+        history = earlier_history(history_path, ("loss",), resume=phases[0].resume)
+        for n, phase in enumerate(phases, 1):
+            if len(phases) > 1:
+                log.info("vocoder phase %d/%d", n, len(phases))
+            done = vocoder_train.train(model.vocoder, frames, audios, phase,
+                                       checkpoint=lambda step: save_weights(model.vocoder, out))
+            history["loss"] += done["loss"]
         save_weights(model.vocoder, out)
-        write_history(self.work / "vocoder_history.json", history, "vocoder training")
+        write_history(history_path, history, "vocoder training")
         self._save_durations(frames)
 
     def stage_durations(self) -> None:

@@ -1,7 +1,7 @@
 """A training recipe's config: one YAML file, its stages' settings as dataclasses.
 
-`ssl:` and `s2ut:` may each be a list of phases, run in order on one model, so that a shipped model's
-whole training, across sessions, is one file.
+`ssl:`, `s2ut:` and `vocoder_train:` may each be a list of phases, run in order on one model, so that a
+shipped model's whole training, across sessions, is one file.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class RecipeConfig:
     ssl_phases: tuple[ssl.SSLConfig, ...] = (ssl.SSLConfig(),)
     # S2UT phases, run in order, each continuing from the last (a YAML mapping is one phase, a list many)
     s2ut_phases: tuple[s2ut.S2UTConfig, ...] = (s2ut.S2UTConfig(),)
-    vocoder_train: vocoder_train.VocoderTrainConfig = field(default_factory=vocoder_train.VocoderTrainConfig)
+    # vocoder phases, run in order on one vocoder, each continuing from the last (only the first's `resume` counts)
+    vocoder_phases: tuple[vocoder_train.VocoderTrainConfig, ...] = (vocoder_train.VocoderTrainConfig(),)
     augment: dict = field(default_factory=dict)
     seed: int = 0
     lm: UnitLMConfig = field(default_factory=UnitLMConfig)
@@ -74,7 +75,7 @@ class RecipeConfig:
             units=UnitConfig(**d.get("units", {})),
             ssl_phases=phases_of(d.get("ssl", {}), ssl.SSLConfig, "ssl"),
             s2ut_phases=phases_of(d.get("s2ut", {}), s2ut.S2UTConfig, "s2ut"),
-            vocoder_train=vocoder_train.VocoderTrainConfig.from_dict(d.get("vocoder_train", {})),
+            vocoder_phases=phases_of(d.get("vocoder_train", {}), vocoder_train.VocoderTrainConfig, "vocoder_train"),
             augment=d.get("augment", {}), seed=d.get("seed", 0), lm=UnitLMConfig.from_dict(d.get("lm", {})),
         )
         for run in cfg.s2ut_runs:  # a bad augment key fails here, not hours into training
@@ -112,6 +113,11 @@ class RecipeConfig:
     def s2ut(self) -> s2ut.S2UTConfig:
         """The last S2UT phase: the settings the trained model was left with (tail silence, ...)."""
         return self.s2ut_phases[-1]
+
+    @property
+    def vocoder_train(self) -> vocoder_train.VocoderTrainConfig:
+        """The last vocoder phase."""
+        return self.vocoder_phases[-1]
 
     def model_config(self) -> S2STConfig:
         decoder = replace(self.decoder, input_dim=self.encoder.dim)

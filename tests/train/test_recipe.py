@@ -317,6 +317,35 @@ def test_s2ut_phase_changes_the_augmentation(trained: tuple[RecipeConfig, Path],
         RecipeConfig.from_yaml(_write_yaml(tmp_path / "bad.yaml", d))
 
 
+def test_vocoder_phases_continue_one_another(trained: tuple[RecipeConfig, Path], tmp_path: Path) -> None:
+    """A list under `vocoder_train:` runs its phases in order on one vocoder, like running them one by one
+    with the second resuming: the same weights, and one history over both."""
+    import yaml
+
+    cfg, work = trained
+    d = yaml.safe_load((ROOT / "configs/train/tiny.yaml").read_text())
+    first = {**d["vocoder_train"], "steps": 6}
+    second = {**d["vocoder_train"], "steps": 4, "lr": 1e-3, "seed": 1}
+    d.update(corpus=cfg.corpus, ssl_dir=str(work), vocoder_train=[first, second])
+    dirs = {name: tmp_path / name for name in ("chained", "stepwise")}
+    for folder in dirs.values():
+        folder.mkdir()
+        shutil.copy(work / "target_units.npz", folder)
+    chained = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "chain.yaml", d)), work_dir=str(dirs["chained"]))
+    assert [p.steps for p in chained.vocoder_phases] == [6, 4] and chained.vocoder_train.seed == 1
+    Recipe(chained).run(["vocoder"])
+    for phase in (first, {**second, "resume": True}):
+        one = replace(RecipeConfig.from_yaml(_write_yaml(tmp_path / "one.yaml", {**d, "vocoder_train": phase})),
+                      work_dir=str(dirs["stepwise"]))
+        Recipe(one).run(["vocoder"])
+    a, b = (load_file(str(folder / "vocoder.safetensors")) for folder in dirs.values())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads((folder / "vocoder_history.json").read_text()) for folder in dirs.values()]
+    assert len(history[0]["loss"]) == 10 and history[0] == history[1]
+    trained_alone = load_file(str(work / "vocoder.safetensors"))  # the fixture's one 10-step phase differs
+    assert not all(torch.equal(a[k], trained_alone[k]) for k in a)
+
+
 def _write_yaml(path: Path, d: dict) -> Path:
     import yaml
 
