@@ -19,13 +19,13 @@ import torch
 from streamer.models.checkpoint import load_model
 from streamer.train.recipe import Recipe, RecipeConfig
 from streamer.train.targets import unique_targets
+from streamer.train.vocoder_train import stft_mag
 
 ONSET_FRAMES = 16  # 10 ms STFT frames: 160 ms
 
 
 def log_spectrum(audio: torch.Tensor) -> torch.Tensor:
-    window = torch.hann_window(400)
-    return (torch.stft(audio, 400, 160, window=window, return_complex=True).abs() + 1e-4).log()
+    return stft_mag(audio, 400, 160).log()
 
 
 def fit(model_dir: str, frames: list[np.ndarray], audios: list[np.ndarray]) -> tuple[float, float]:
