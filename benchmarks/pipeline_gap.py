@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vocoder_ceiling import difference_rows, model_split_args, retimed, speak
+from vocoder_ceiling import difference_rows, model_split_args, retimed, speak, split_targets
 
 from streamer.engine import BackendConfig
 from streamer.eval import metrics
@@ -135,7 +135,7 @@ def main() -> None:
     sounds = holdable(PhonemeInventory.load(Path(args.model) / "phonemes.json").names)
     durations = model.queue.durations
     silence_units = np.asarray(json.loads((recipe.work / "silence_units.json").read_text()), dtype=np.int64)
-    utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
+    utts = split_targets(recipe, args.split, args.n)
     by_key = recipe.frame_units(utts)
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))
     lang, sr, out_sr = cfg.target_lang, translator.sample_rate, translator.output_sample_rate

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from vocoder_ceiling import difference_rows, model_split_args, retimed, speak
+from vocoder_ceiling import difference_rows, model_split_args, retimed, speak, split_targets
 
 from streamer.eval import metrics
 from streamer.eval.judge import JudgeConfig, WhisperJudge
@@ -133,7 +133,7 @@ def main() -> None:
         if unknown or MEAN not in args.only:
             p.error(f"--only: unknown kinds {sorted(unknown)} (known: {list(variants)}); 'mean durations' is needed")
         variants = {k: v for k, v in variants.items() if k in args.only}
-    utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
+    utts = split_targets(recipe, args.split, args.n)
     by_key = recipe.frame_units(utts)
     judge = WhisperJudge(JudgeConfig(cpu_threads=1))
     lang, sr = cfg.target_lang, model.cfg.sample_rate

@@ -26,6 +26,7 @@ from streamer.eval.compare import paired_bootstrap
 from streamer.eval.judge import JudgeConfig, WhisperJudge
 from streamer.models.s2st import S2STModel
 from streamer.models.units import dedup
+from streamer.train.data import Utterance
 from streamer.train.recipe import Recipe, RecipeConfig
 from streamer.train.targets import context_durations, unique_targets, unit_durations
 
@@ -97,6 +98,12 @@ def speak(model: S2STModel, frames: np.ndarray) -> np.ndarray:
         return model.vocoder(torch.from_numpy(frames).long()[None])[0].numpy()
 
 
+def split_targets(recipe: Recipe, split: str, n: int) -> list[Utterance]:
+    """The split's first `n` utterances with distinct target clips (the last utterance of each clip)."""
+    utterances = recipe.data(split, src_lang=recipe.cfg.source_lang)
+    return list({u.tgt_key: u for u in utterances}.values())[:n]
+
+
 def model_split_args(p: argparse.ArgumentParser, n: int) -> None:
     """The arguments of the benchmarks that voice a model's material for a split's utterances."""
     p.add_argument("--config", required=True, help="the model's recipe config (its corpus and phoneme table)")
@@ -131,7 +138,7 @@ def main() -> None:
     else:  # the vocoder stage writes them when it ends; before that, the same from the training targets
         durations = unit_durations(train_units, cfg.units.num_units)
     contexts = {n: context_durations(train_units, cfg.units.num_units, n) for n in (1, 2)}
-    utts = list({u.tgt_key: u for u in recipe.data(args.split, src_lang=cfg.source_lang)}.values())[: args.n]
+    utts = split_targets(recipe, args.split, args.n)
     by_key = recipe.frame_units(utts)
     clips = unique_targets(train[:600])
     train_frames = recipe.frame_units(train[:600])

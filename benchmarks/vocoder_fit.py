@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from vocoder_ceiling import split_targets
 
 from streamer.models.checkpoint import load_model
 from streamer.train.recipe import Recipe, RecipeConfig
-from streamer.train.targets import unique_targets
 from streamer.train.vocoder_train import stft_mag
 
 ONSET_FRAMES = 16  # 10 ms STFT frames: 160 ms
@@ -54,11 +54,10 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = RecipeConfig.from_yaml(args.config)
     recipe = Recipe(replace(cfg, train_limit=None))
-    utterances = recipe.data(args.split, src_lang=cfg.source_lang)
-    clips = dict(list(unique_targets(utterances).items())[: args.n])
-    by_key = recipe.frame_units(utterances)
-    frames, audios = [by_key[k] for k in clips], list(clips.values())
-    print(f"Vocoder fit, {len(clips)} {args.split} targets of {args.config}: log-spectral error (lower is closer)\n")
+    utts = split_targets(recipe, args.split, args.n)
+    by_key = recipe.frame_units(utts)
+    frames, audios = [by_key[u.tgt_key] for u in utts], [u.tgt for u in utts]
+    print(f"Vocoder fit, {len(utts)} {args.split} targets of {args.config}: log-spectral error (lower is closer)\n")
     print("| model | whole clip | first 160 ms of speech |\n|---|---:|---:|")
     for model_dir in args.models:
         whole, onset = fit(model_dir, frames, audios)
